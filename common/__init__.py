@@ -1,0 +1,1 @@
+"""Shared helpers for the CADP scripts: environment adapters and logging."""

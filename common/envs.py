@@ -1,0 +1,565 @@
+"""One small multi-agent interface over several environment suites.
+
+Env ids follow EPyMARL's ``module:Id`` convention; ``make_env`` imports the module and picks
+an adapter:
+
+* ``lbforaging:Foraging-8x8-2p-3f-v3``, ``rware:rware-tiny-2ag-v2`` and any gymnasium id whose
+  observation and action spaces are ``Tuple``s of per-agent ``Box`` / ``Discrete`` spaces;
+* ``mpe2:simple_spread_v3``, ``pettingzoo.sisl:pursuit_v5``: any PettingZoo parallel env
+  (``module.name.parallel_env()``, built with ``continuous_actions=False`` when it accepts it);
+* ``matrix:climbing``, ``matrix:penalty``, ``matrix:two_step``: tiny cooperative games for
+  fast learning tests (``MATRIX_GAMES`` holds their payoffs and optimal returns).
+
+Every adapter is a ``MultiAgentEnv``::
+
+    n_agents, obs_dim, state_dim, n_actions, episode_limit, has_win
+    reset(seed=None) -> obs (n_agents, obs_dim) float32, state (state_dim,) float32,
+                        avail (n_agents, n_actions) bool
+    step(actions (n_agents,) int) -> obs, state, avail, reward: float, terminated: bool,
+                                     truncated: bool, info: dict ({"win": bool} when has_win)
+    close()
+
+* reward is the TEAM reward: the sum of the agents' rewards (a shared scalar is used as is).
+* terminated means a true end (no bootstrapping); truncated means a time-limit end (bootstrap).
+  LBF and RWARE report their internal time limits as terminated; the adapters fix that.
+* LBF: avail comes from the env's own valid-action sets (it exposes no mask), and a new
+  episode's start depends on the env's RNG only (LBFEnv.reset says why).
+* Heterogeneous agents: observations are zero-padded to the largest one (obs_dim), action
+  counts padded to the largest one (n_actions) with padded actions unavailable in avail.
+* state is the env's own global state when it has one (PettingZoo ``state()``), else the
+  concatenation of all agents' padded observations.
+* An agent that leaves a PettingZoo episode early (death) gets zero observations and only
+  action 0 available.
+* episode_limit is the env's own step limit, else DEFAULT_EPISODE_LIMIT; an adapter always
+  truncates at episode_limit, so replay buffers sized by it never overflow.
+
+* Matrix games: each agent, and the state, see a one-hot of the game state (one state for
+  the one-step games; 1, 2A, 2B for two_step); after the last step it is all zeros.
+
+``VecMultiAgentEnv(env_id, num_envs, seed, agent_id_feature=False, last_action_feature=False,
+env_kwargs=None)`` (env_kwargs: passed to make_env, i.e. the env's constructor) steps a plain list of such envs with batched arrays (E envs, N agents, A actions)::
+
+    num_envs, n_agents, n_actions, state_dim, episode_limit, has_win, env_obs_dim,
+    obs_dim = env_obs_dim (+ N with agent ids) (+ A with last actions)
+    obs_layout = [("env_observation", env_obs_dim), ("agent_id_onehot", N),
+                  ("last_action_onehot", A)]   # the features present, in concatenation order
+    reset() -> obs (E,N,obs_dim) float32, state (E,S) float32, avail (E,N,A) bool
+    step(actions (E,N) int) -> obs, state, avail, reward (E,) float32, terminated (E,) bool,
+                               truncated (E,) bool, info
+
+* Env i is seeded with seed + i on its first reset; later resets continue its RNG.
+* A finished env is reset inside step(): the returned arrays start its new episode, and info
+  holds the finished episode's last step: final_obs, final_state, final_avail (equal to the
+  returned arrays where not done), episode_return (E,) float32 and episode_length (E,) int64
+  (0 where not done), and win (E,) bool when has_win.
+* The last-action one-hot is the action each agent took at the previous step: zeros at the
+  first step of an episode; final_obs carries the actions just taken.
+* Unavailable actions raise ValueError (LBF would silently turn them into no-ops).
+
+Problems with an env id raise ``EnvError`` (a ValueError) whose message says what was asked,
+what exists and what to install.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import pkgutil
+import re
+import warnings
+from dataclasses import dataclass
+
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+
+DEFAULT_EPISODE_LIMIT = 1000  # for envs that expose no step limit of their own
+
+_ID_EXAMPLES = ("lbforaging:Foraging-8x8-2p-3f-v3, rware:rware-tiny-2ag-v2, mpe2:simple_spread_v3, "
+                "pettingzoo.sisl:pursuit_v5, matrix:climbing")
+# pip names of modules whose import name differs (others: `pip install <module>`)
+_PIP_NAMES = {"Box2D": "box2d-py"}
+
+
+class EnvError(ValueError):
+    """An env id that cannot be made; the message is meant to be shown to the user as is."""
+
+
+class MultiAgentEnv:
+    """The interface every adapter implements (see the module docstring)."""
+
+    n_agents: int
+    obs_dim: int
+    state_dim: int
+    n_actions: int
+    episode_limit: int
+    has_win: bool = False
+
+    def reset(self, seed: int | None = None):
+        raise NotImplementedError
+
+    def step(self, actions: np.ndarray):
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    # ---- helpers shared by the adapters ----
+    def _set_sizes(self, obs_sizes: list[int], action_counts: list[int],
+                   state_dim: int | None = None) -> None:
+        self.n_agents = len(obs_sizes)
+        self.obs_dim = max(obs_sizes)
+        self.n_actions = max(action_counts)
+        self.state_dim = self.n_agents * self.obs_dim if state_dim is None else state_dim
+        self._obs_sizes = obs_sizes
+        # padded actions are never available; the real ones are unless the env says otherwise
+        self._all_avail = np.zeros((self.n_agents, self.n_actions), bool)
+        for i, n in enumerate(action_counts):
+            self._all_avail[i, :n] = True
+
+    def _pad_obs(self, per_agent) -> np.ndarray:
+        """(n_agents, obs_dim) float32 from one observation per agent (None -> zeros)."""
+        obs = np.zeros((self.n_agents, self.obs_dim), np.float32)
+        for i, o in enumerate(per_agent):
+            if o is not None:
+                obs[i, : self._obs_sizes[i]] = np.ravel(o)
+        return obs
+
+    def _first_seed(self, seed: int | None) -> int | None:
+        # make_env(seed=...) applies to the first reset that gets no seed of its own; later
+        # resets pass None so the env's RNG continues (a fixed seed would replay one episode)
+        if seed is None:
+            seed, self._seed = getattr(self, "_seed", None), None
+        return seed
+
+
+def _space_sizes(env_id: str, obs_spaces, action_spaces) -> tuple[list[int], list[int]]:
+    """Flat observation sizes and action counts per agent; EnvError for unsupported spaces."""
+    if len(action_spaces) < 2:
+        raise EnvError(f"{env_id} has {len(action_spaces)} agent(s); CADP needs >= 2 agents")
+    for space in action_spaces:
+        if isinstance(space, spaces.Box):
+            raise EnvError(f"{env_id}: continuous actions are not supported "
+                           f"(CADP's scripts are for discrete actions); action space {space}")
+        if not isinstance(space, spaces.Discrete) or space.start != 0:
+            raise EnvError(f"{env_id}: action space {space} is not supported; "
+                           "each agent needs a Discrete(n) action space")
+    for space in obs_spaces:
+        if not isinstance(space, spaces.Box):
+            raise EnvError(f"{env_id}: observation space {space} is not supported; "
+                           "each agent needs a Box (array) observation space")
+    return [int(np.prod(s.shape)) for s in obs_spaces], [int(s.n) for s in action_spaces]
+
+
+# gymnasium envs with per-agent Tuple spaces (LBF, RWARE, ...)
+class GymnasiumEnv(MultiAgentEnv):
+    """A gymnasium env whose spaces are Tuples of per-agent spaces. Subclasses fix the
+    quirks of one suite by overriding _avail (action mask) and _hit_time_limit."""
+
+    def __init__(self, env, env_id: str, seed: int | None = None):
+        self.env, self.unwrapped, self._seed = env, env.unwrapped, seed
+        obs_space, act_space = env.observation_space, env.action_space
+        if not (isinstance(obs_space, spaces.Tuple) and isinstance(act_space, spaces.Tuple)):
+            raise EnvError(f"{env_id} looks single-agent (observation space {type(obs_space).__name__}, "
+                           f"action space {type(act_space).__name__}); a multi-agent gymnasium env "
+                           "needs per-agent Tuple spaces (one entry per agent)")
+        self._set_sizes(*_space_sizes(env_id, obs_space.spaces, act_space.spaces))
+        self.episode_limit = self._find_episode_limit()
+        self._t = 0
+
+    def _find_episode_limit(self) -> int:
+        if self.env.spec is not None and self.env.spec.max_episode_steps:
+            return int(self.env.spec.max_episode_steps)  # a TimeLimit wrapper reports truncation itself
+        for name in ("_max_episode_steps", "max_steps", "max_episode_steps"):
+            value = getattr(self.unwrapped, name, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return DEFAULT_EPISODE_LIMIT
+
+    def _avail(self) -> np.ndarray:
+        return self._all_avail.copy()
+
+    def _hit_time_limit(self) -> bool:
+        """True when a terminated=True from the env was really its internal time limit."""
+        return False
+
+    def reset(self, seed=None):
+        obs, _ = self.env.reset(seed=self._first_seed(seed))
+        self._t = 0
+        obs = self._pad_obs(obs)
+        return obs, obs.reshape(-1).copy(), self._avail()
+
+    def step(self, actions):
+        obs, rewards, terminated, truncated, _ = self.env.step(tuple(np.asarray(actions).tolist()))
+        self._t += 1
+        # a few envs report per-agent done lists instead of team-level bools (np.* is slow
+        # on plain Python values, hence the type checks: this runs ~1e6 times per training)
+        if type(terminated) is not bool or type(truncated) is not bool:
+            terminated, truncated = bool(np.all(terminated)), bool(np.all(truncated))
+        if terminated and self._hit_time_limit():
+            terminated, truncated = False, True
+        # a true end wins over a time limit reached on the same step (nothing to bootstrap)
+        truncated = not terminated and (truncated or self._t >= self.episode_limit)
+        obs = self._pad_obs(obs)
+        reward = float(sum(rewards)) if isinstance(rewards, (list, tuple)) else float(np.sum(rewards))
+        return obs, obs.reshape(-1).copy(), self._avail(), reward, terminated, truncated, {}
+
+    def close(self):
+        self.env.close()
+
+
+class LBFEnv(GymnasiumEnv):
+    """Level-Based Foraging: the mask and the time limit are only in the env's internals."""
+
+    def reset(self, seed=None):
+        # LBF places new players away from the previous episode's (never cleared) positions,
+        # so a start would depend on how the last episode ended, i.e. on the policy, and
+        # reset(seed) would not repeat; cleared, it depends on the env's RNG alone
+        for player in self.unwrapped.players:
+            player.position = None
+        return super().reset(seed)
+
+    def _avail(self):
+        # LBF turns invalid actions into "none" without telling; its own per-player valid
+        # sets (recomputed at the end of reset and step) are what it checks against
+        avail = np.zeros((self.n_agents, self.n_actions), bool)
+        valid = self.unwrapped._valid_actions
+        for i, player in enumerate(self.unwrapped.players):
+            for action in valid[player]:
+                avail[i, action.value] = True
+        return avail
+
+    def _hit_time_limit(self):
+        # the 50-step limit ends with terminated=True like eating all food does; food left
+        # means it was the limit (eating the last food on the last step is a termination)
+        env = self.unwrapped
+        return env.current_step >= env._max_episode_steps and env.field.sum() > 0
+
+
+class RWAREEnv(GymnasiumEnv):
+    """RWARE never reaches a true terminal state: both of its ends (max_steps and the
+    optional max_inactivity_steps) are cut-offs it reports as terminated=True."""
+
+    def _hit_time_limit(self):
+        return True
+
+
+# PettingZoo parallel envs (mpe2, pettingzoo.sisl, ...)
+class PettingZooEnv(MultiAgentEnv):
+    """A PettingZoo ParallelEnv in the fixed agent order of env.possible_agents."""
+
+    def __init__(self, env, env_id: str, seed: int | None = None):
+        self.env, self._seed = env, seed
+        self.agents = list(env.possible_agents)
+        self._index = {a: i for i, a in enumerate(self.agents)}
+        state_space = getattr(env, "state_space", None)
+        self._use_state = isinstance(state_space, spaces.Box)
+        self._set_sizes(*_space_sizes(env_id, [env.observation_space(a) for a in self.agents],
+                                              [env.action_space(a) for a in self.agents]),
+                        state_dim=int(np.prod(state_space.shape)) if self._use_state else None)
+        self._only_noop = np.zeros(self.n_actions, bool)
+        self._only_noop[0] = True
+        self.episode_limit = _find_max_cycles(env) or DEFAULT_EPISODE_LIMIT
+        self._t = 0
+
+    def _state(self, obs):
+        if self._use_state:
+            return np.asarray(self.env.state(), np.float32).reshape(-1)
+        return obs.reshape(-1).copy()
+
+    def reset(self, seed=None):
+        obs, _ = self.env.reset(seed=self._first_seed(seed))
+        self._t = 0
+        obs = self._pad_obs([obs.get(a) for a in self.agents])
+        return obs, self._state(obs), self._all_avail.copy()
+
+    def step(self, actions):
+        live = list(self.env.agents)  # a copy: the env empties this very list in step()
+        if not live:  # empty once an episode is over
+            raise RuntimeError("the episode is over: call reset() first")
+        obs, rewards, terms, truncs, _ = self.env.step({a: int(actions[self._index[a]]) for a in live})
+        self._t += 1
+        all_done = all(terms.get(a, False) or truncs.get(a, False) for a in live)
+        terminated = all_done and all(terms.get(a, False) for a in live)
+        truncated = not terminated and (all_done or self._t >= self.episode_limit)
+        avail = self._all_avail.copy()
+        per_agent = []
+        for i, a in enumerate(self.agents):
+            # gone: dead before (no obs), dead now, or cut off alone while the others go on
+            gone = a not in obs or terms.get(a, False) or (truncs.get(a, False) and not all_done)
+            per_agent.append(None if gone else obs[a])
+            if gone:
+                avail[i] = self._only_noop
+        obs = self._pad_obs(per_agent)
+        return obs, self._state(obs), avail, float(sum(rewards.values())), terminated, truncated, {}
+
+    def close(self):
+        self.env.close()
+
+
+def _find_max_cycles(env) -> int | None:
+    # mpe2 keeps max_cycles on the unwrapped env, pursuit on the base game inside it (.env)
+    obj = env.unwrapped
+    for _ in range(4):
+        value = getattr(obj, "max_cycles", None)
+        if isinstance(value, int) and value > 0:
+            return value
+        obj = getattr(obj, "env", None)
+        if obj is None:
+            return None
+    return None
+
+
+# Matrix games: 2 agents, known optimum, learnable in seconds
+@dataclass(frozen=True)
+class MatrixGame:
+    """A common-payoff game on a few states. In state s the team gets payoffs[s][a0, a1] and
+    moves to next_state[s][a0, a1] (-1: the episode ends). Agents and state see a one-hot of
+    the current game state; after the last step the observation is all zeros."""
+
+    payoffs: tuple[np.ndarray, ...]
+    next_state: tuple[np.ndarray, ...]
+    optimal_return: float
+    state_names: tuple[str, ...]
+    episode_limit: int
+
+
+def _one_step_game(payoff) -> MatrixGame:
+    payoff = np.array(payoff, np.float32)
+    return MatrixGame((payoff,), (np.full(payoff.shape, -1),), float(payoff.max()), ("1",), 1)
+
+
+MATRIX_GAMES: dict[str, MatrixGame] = {
+    "climbing": _one_step_game([[11, -30, 0], [-30, 7, 6], [0, 0, 5]]),
+    "penalty": _one_step_game([[10, 0, -100], [0, 2, 0], [-100, 0, 10]]),
+    # QMIX paper's two-step game: agent 0's first action picks state 2A (0) or 2B (1)
+    "two_step": MatrixGame(
+        payoffs=(np.zeros((2, 2), np.float32), np.full((2, 2), 7, np.float32),
+                 np.array([[0, 1], [1, 8]], np.float32)),
+        next_state=(np.array([[1, 1], [2, 2]]), np.full((2, 2), -1), np.full((2, 2), -1)),
+        optimal_return=8.0, state_names=("1", "2A", "2B"), episode_limit=2),
+}
+
+
+class MatrixGameEnv(MultiAgentEnv):
+    def __init__(self, name: str):
+        if name not in MATRIX_GAMES:
+            raise EnvError(f"unknown matrix game {name!r}; available: {', '.join(MATRIX_GAMES)}")
+        self.game = MATRIX_GAMES[name]
+        n_states = len(self.game.payoffs)
+        self._set_sizes([n_states] * 2, [self.game.payoffs[0].shape[0]] * 2, n_states)
+        self.episode_limit = self.game.episode_limit
+        self._s = 0
+
+    def _observe(self):
+        state = np.zeros(self.state_dim, np.float32)
+        if self._s >= 0:
+            state[self._s] = 1.0
+        return np.tile(state, (2, 1)), state, self._all_avail.copy()
+
+    def reset(self, seed=None):
+        self._s = 0  # deterministic: nothing to seed
+        return self._observe()
+
+    def step(self, actions):
+        if self._s < 0:
+            raise RuntimeError("the episode is over: call reset() first")
+        a0, a1 = int(actions[0]), int(actions[1])
+        reward = float(self.game.payoffs[self._s][a0, a1])
+        self._s = int(self.game.next_state[self._s][a0, a1])
+        return (*self._observe(), reward, self._s < 0, False, {})
+
+
+# make_env: env id -> adapter, with one-line errors
+def _pip_hint(module_name: str, missing: str) -> str:
+    top = missing.split(".")[0]
+    if module_name.startswith("pettingzoo.") and top != "pettingzoo":  # an env family's extra
+        return f'pip install "pettingzoo[{module_name.split(".")[1]}]"'
+    return f"pip install {_PIP_NAMES.get(top, top)}"
+
+
+def _import(module_name: str, env_id: str):
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        missing = e.name or module_name
+        if module_name == missing or module_name.startswith(missing + "."):
+            raise EnvError(f"{env_id}: module {module_name!r} is not installed; "
+                           f"{_pip_hint(module_name, missing)}") from None
+        raise EnvError(f"{env_id}: module {module_name!r} needs {missing!r}, which is not installed; "
+                       f"{_pip_hint(module_name, missing)}") from None
+    except ImportError as e:  # e.g. pettingzoo.mpe, which now says it moved to mpe2
+        raise EnvError(f"{env_id}: cannot import {module_name!r}: {e}") from None
+
+
+def _gymnasium_ids(module_name: str) -> list[str]:
+    """Registered gymnasium ids whose entry point lives in the module's package."""
+    top, ids = module_name.split(".")[0], []
+    for env_id, spec in gymnasium.registry.items():
+        entry = spec.entry_point
+        if not isinstance(entry, str):  # a callable entry point
+            entry = getattr(entry, "__module__", "")
+        if entry.split(":")[0].split(".")[0] == top:
+            ids.append(env_id)
+    return ids
+
+
+def _pettingzoo_names(module) -> list[str]:
+    names = {m.name for m in pkgutil.iter_modules(getattr(module, "__path__", []))} | set(dir(module))
+    return sorted(n for n in names if re.fullmatch(r"[a-z][a-z0-9_]*_v\d+", n))
+
+
+def make_env(env_id: str, seed: int | None = None, **env_kwargs) -> MultiAgentEnv:
+    """The adapter for `module:Id`. seed applies to the first reset() that gets no seed;
+    env_kwargs go to the env's constructor (gymnasium.make / parallel_env)."""
+    module_name, _, name = env_id.partition(":")
+    if not module_name or not name:
+        raise EnvError(f"env id {env_id!r} must look like 'module:Id' (the module to import, then the "
+                       f"env), e.g. {_ID_EXAMPLES}")
+    if module_name == "matrix":
+        return MatrixGameEnv(name)
+    module = _import(module_name, env_id)
+    if name in gymnasium.registry:
+        env = gymnasium.make(name, disable_env_checker=True, **env_kwargs)
+        family = type(env.unwrapped).__module__.split(".")[0]
+        adapter = {"lbforaging": LBFEnv, "rware": RWAREEnv}.get(family, GymnasiumEnv)
+        try:
+            return adapter(env, env_id, seed)
+        except EnvError:
+            env.close()
+            raise
+    gym_ids = _gymnasium_ids(module_name)
+    if gym_ids:
+        close = difflib.get_close_matches(name, gym_ids, n=5, cutoff=0.5)
+        raise EnvError(f"{env_id}: {module_name!r} registers no id {name!r} ({len(gym_ids)} ids exist); "
+                       f"closest: {', '.join(close or sorted(gym_ids)[:5])}")
+
+    try:  # PettingZoo layout: module.name is a submodule with parallel_env()
+        with warnings.catch_warnings():
+            # pettingzoo's own env modules warn on import that `module.name_vN` is the "old
+            # creation API"; it is the documented way and nothing a user can act on
+            warnings.simplefilter("ignore", DeprecationWarning)
+            env_module = importlib.import_module(f"{module_name}.{name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"{module_name}.{name}":  # the env module exists but misses a dependency
+            raise EnvError(f"{env_id} needs {e.name!r}, which is not installed; "
+                           f"{_pip_hint(module_name, e.name or name)}") from None
+        names = _pettingzoo_names(module)
+        if not names:
+            raise EnvError(f"{env_id}: {module_name!r} registers no gymnasium ids and has no PettingZoo "
+                           f"envs (`name_vN` modules); expected ids like {_ID_EXAMPLES}") from None
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise EnvError(f"{env_id}: {module_name!r} has no env {name!r}{hint}; "
+                       f"available: {', '.join(names)}") from None
+    if not hasattr(env_module, "parallel_env"):
+        raise EnvError(f"{env_id}: {module_name}.{name} has no parallel_env(); "
+                       "a PettingZoo parallel env is needed")
+    try:
+        params = inspect.signature(getattr(env_module, "raw_env", env_module.parallel_env)).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if "continuous_actions" in params:  # mpe2 can be continuous; CADP needs discrete actions
+        env_kwargs.setdefault("continuous_actions", False)
+    env = env_module.parallel_env(**env_kwargs)
+    try:
+        return PettingZooEnv(env, env_id, seed)
+    except EnvError:
+        env.close()
+        raise
+
+
+# Vectorised envs with pymarl-style observation features
+class VecMultiAgentEnv:
+    """num_envs copies of one env in a plain list (gymnasium's vector envs reject per-agent
+    reward lists, and their next-step autoreset inserts a dummy transition). The module
+    docstring describes seeding, auto-reset and the info keys."""
+
+    def __init__(self, env_id: str, num_envs: int, seed: int, agent_id_feature: bool = False,
+                 last_action_feature: bool = False, env_kwargs: dict | None = None):
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.envs = [make_env(env_id, **(env_kwargs or {})) for _ in range(num_envs)]
+        first = self.envs[0]
+        self.env_id, self.num_envs, self.seed = env_id, num_envs, seed
+        self.n_agents, self.n_actions, self.state_dim = first.n_agents, first.n_actions, first.state_dim
+        self.episode_limit, self.has_win, self.env_obs_dim = first.episode_limit, first.has_win, first.obs_dim
+        n, a = self.n_agents, self.n_actions
+
+        self.obs_layout = [("env_observation", self.env_obs_dim)]
+        if agent_id_feature:
+            self.obs_layout.append(("agent_id_onehot", n))
+        if last_action_feature:
+            self.obs_layout.append(("last_action_onehot", a))
+        self.obs_dim = sum(size for _, size in self.obs_layout)
+
+        # preallocated buffers, updated in place each step and copied out
+        self._obs = np.zeros((num_envs, n, self.obs_dim), np.float32)
+        self._state = np.zeros((num_envs, self.state_dim), np.float32)
+        self._avail = np.zeros((num_envs, n, a), bool)
+        if agent_id_feature:  # fixed per agent: written once
+            self._obs[:, :, self.env_obs_dim : self.env_obs_dim + n] = np.eye(n, dtype=np.float32)
+        self._last_action = self.obs_dim - a if last_action_feature else None
+        self._rows, self._cols = np.arange(num_envs)[:, None], np.arange(n)[None, :]
+        self._return = np.zeros(num_envs, np.float64)
+        self._length = np.zeros(num_envs, np.int64)
+        self._seeded = False
+        self._ready = False
+
+    def _write_reset(self, e: int, seed: int | None) -> None:
+        obs, state, avail = self.envs[e].reset(seed=seed)
+        self._obs[e, :, : self.env_obs_dim] = obs
+        self._state[e], self._avail[e] = state, avail
+        if self._last_action is not None:
+            self._obs[e, :, self._last_action :] = 0.0
+        self._return[e], self._length[e] = 0.0, 0
+
+    def reset(self):
+        for e in range(self.num_envs):
+            self._write_reset(e, None if self._seeded else self.seed + e)
+        self._seeded = self._ready = True
+        return self._obs.copy(), self._state.copy(), self._avail.copy()
+
+    def step(self, actions: np.ndarray):
+        if not self._ready:
+            raise RuntimeError("call reset() before step()")
+        actions = np.asarray(actions, dtype=np.int64)
+        if actions.shape != (self.num_envs, self.n_agents):
+            raise ValueError(f"actions must have shape {(self.num_envs, self.n_agents)}, got {actions.shape}")
+        # an unavailable action is a learner bug; LBF would silently turn it into "none"
+        if actions.min() < 0 or actions.max() >= self.n_actions or \
+                not self._avail[self._rows, self._cols, actions].all():
+            raise ValueError("some actions are unavailable (see avail)")
+        d = self.env_obs_dim
+        reward = np.zeros(self.num_envs, np.float32)
+        terminated = np.zeros(self.num_envs, bool)
+        truncated = np.zeros(self.num_envs, bool)
+        win = np.zeros(self.num_envs, bool)
+        for e, env in enumerate(self.envs):
+            obs, state, avail, r, term, trunc, env_info = env.step(actions[e])
+            self._obs[e, :, :d], self._state[e], self._avail[e] = obs, state, avail
+            reward[e], terminated[e], truncated[e] = r, term, trunc
+            self._return[e] += r  # summed in float64 from the env's own rewards
+            if self.has_win:
+                win[e] = env_info.get("win", False)
+        if self._last_action is not None:
+            self._obs[:, :, self._last_action :] = 0.0
+            self._obs[self._rows, self._cols, self._last_action + actions] = 1.0
+        self._length += 1
+
+        info = {"final_obs": self._obs.copy(), "final_state": self._state.copy(),
+                "final_avail": self._avail.copy()}
+        episode_return = np.zeros(self.num_envs, np.float32)
+        episode_length = np.zeros(self.num_envs, np.int64)
+        for e in np.flatnonzero(terminated | truncated):
+            episode_return[e], episode_length[e] = self._return[e], self._length[e]
+            self._write_reset(e, None)
+        info["episode_return"], info["episode_length"] = episode_return, episode_length
+        if self.has_win:
+            info["win"] = win
+        return self._obs.copy(), self._state.copy(), self._avail.copy(), reward, terminated, truncated, info
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
