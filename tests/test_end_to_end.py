@@ -1,0 +1,80 @@
+"""Each script run for real as a subprocess with a tiny budget, as a user would run it: what it
+writes (TensorBoard tags, checkpoint, exported decentralized actor) is what users rely on."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import cadp_qmix
+from script_runner import final_returns, run_script
+
+# flags that keep each script's run tiny; the values are not tuned, only small
+TINY = {
+    "cadp_qmix": ["--batch-size", "2", "--buffer-size", "64", "--hidden-dim", "16"],
+}
+MODULES = {"cadp_qmix": cadp_qmix}
+COMMON_TAGS = {
+    "charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/self_attention_weight",
+    "charts/prune_coef", "losses/prune_loss", "losses/grad_norm",
+    "eval/centralized_episodic_return", "eval/decentralized_episodic_return",
+}
+SCRIPT_TAGS = {"cadp_qmix": {"charts/epsilon", "losses/td_loss", "losses/q_values"}}
+
+
+def scalar_tags(run_dir: Path) -> set[str]:
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    return set(accumulator.Tags()["scalars"])
+
+
+@pytest.mark.parametrize("script", list(TINY))
+def test_training_run_writes_tags_checkpoint_and_a_faithful_exported_actor(script, tmp_path):
+    result = run_script(script, tmp_path, "--env-id", "lbforaging:Foraging-8x8-2p-3f-v3", "--total-timesteps", "1200",
+                        "--num-envs", "4", "--eval-interval", "600", "--eval-episodes", "2",
+                        "--prune-start-fraction", "0.3", "--save-model", *TINY[script])
+    final_returns(result)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert run_dir.name.startswith("lbforaging-Foraging-8x8-2p-3f-v3__" + script + "__1__")
+    missing = (COMMON_TAGS | SCRIPT_TAGS[script]) - scalar_tags(run_dir)
+    assert not missing, f"tags not written: {missing}"
+
+    module = MODULES[script]
+    checkpoint = torch.load(run_dir / f"{script}.cadp_model", weights_only=False)
+    assert checkpoint["global_step"] >= 1200
+    spec = json.loads((run_dir / "decentralized_actor.json").read_text())
+    args = module.Args(**checkpoint["args"])
+    agent = module.CADPAgent(spec["obs_dim"], spec["n_actions"], args)
+    agent.load_state_dict(checkpoint["agent"])
+    assert [name for name, _ in spec["observation_layout"]] == ["env_observation", "agent_id_onehot", "last_action_onehot"]
+
+    exported = torch.export.load(run_dir / "decentralized_actor.pt2").module()
+    assert not any("query" in name or "key" in name for name in exported.state_dict())
+    n_agents, hidden_dim = spec["n_agents"], spec["hidden_dim"]
+    obs = torch.randn(5, n_agents, spec["obs_dim"])
+    hidden = torch.randn(5, n_agents, hidden_dim)
+    avail = torch.rand(5, n_agents, spec["n_actions"]) < 0.7
+    avail[..., 0] = True
+    with torch.no_grad():
+        expected_q, expected_hidden, _ = agent(obs.unsqueeze(1), hidden, decentralized=True)
+        q, new_hidden = exported(obs, hidden, avail)
+    torch.testing.assert_close(q, expected_q[:, 0].masked_fill(~avail, -torch.inf))
+    torch.testing.assert_close(new_hidden, expected_hidden)
+
+
+@pytest.mark.parametrize("script", list(TINY))
+@pytest.mark.parametrize("env_id", ["rware:rware-tiny-2ag-v2", "mpe2:simple_speaker_listener_v4"])
+def test_script_runs_unchanged_on_other_env_families(script, env_id, tmp_path):
+    result = run_script(script, tmp_path, "--env-id", env_id, "--total-timesteps", "1100", "--num-envs", "2",
+                        "--eval-interval", "1000", "--eval-episodes", "1", *TINY[script])
+    final_returns(result)
+
+
+@pytest.mark.parametrize("script", list(TINY))
+def test_unknown_env_id_is_one_clear_line(script, tmp_path):
+    result = run_script(script, tmp_path, "--env-id", "lbforaging:Foraging-9x9-nope-v3", timeout=60)
+    assert result.returncode != 0
+    assert result.stderr.strip().startswith("error:"), result.stderr
+    assert "Traceback" not in result.stderr
