@@ -8,6 +8,7 @@ decentralized: CADP(D) needs only the agent's own observation.
 `grep "# CADP"` lists every line that differs from plain QMIX. Results: README.md.
 """
 
+import copy
 import json
 import math
 import os
@@ -176,6 +177,14 @@ class QMixer(nn.Module):
             nn.Linear(state_dim, hypernet_embed_dim), nn.ReLU(), nn.Linear(hypernet_embed_dim, mixing_embed_dim)
         )
         self.state_value = nn.Sequential(nn.Linear(state_dim, mixing_embed_dim), nn.ReLU(), nn.Linear(mixing_embed_dim, 1))
+        # Start state-independent and small: Q_tot ~ a sum of the agents' Q-values with small positive
+        # weights. The default init on raw states (LBF coordinates reach 7) gives |Q_tot| ~ 10-20
+        # against returns <= 1, and bootstrapping at gamma 0.99 takes ~1e5 updates to shed that.
+        # Only the output layers' weights start at zero: their biases keep abs() differentiable.
+        for layer in (self.hyper_w1[-1], self.hyper_w2[-1], self.hyper_b1, self.state_value[-1]):
+            nn.init.zeros_(layer.weight)
+        nn.init.zeros_(self.hyper_b1.bias)
+        nn.init.zeros_(self.state_value[-1].bias)
 
     def forward(self, agent_qs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """agent_qs (batch, time, agents), state (batch, time, state_dim) -> q_tot (batch, time)."""
@@ -287,10 +296,11 @@ class DecentralizedActor(nn.Module):
 
     def __init__(self, agent: CADPAgent):
         super().__init__()
-        self.value = None if agent.advice is None else agent.advice.value
+        self.value = None if agent.advice is None else copy.deepcopy(agent.advice.value)
+        # the same weights as the agent's nn.GRU, stepped once per call
         self.gru = nn.GRUCell(agent.gru.input_size, agent.gru.hidden_size)
         self.gru.load_state_dict({name.removesuffix("_l0"): p for name, p in agent.gru.state_dict().items()})
-        self.q_head = agent.q_head
+        self.q_head = copy.deepcopy(agent.q_head)
 
     def forward(self, obs: torch.Tensor, hidden: torch.Tensor, avail: torch.Tensor):
         """obs (batch, agents, obs_dim), hidden (batch, agents, hidden_dim), avail (batch, agents, actions)
@@ -317,7 +327,6 @@ def export_decentralized_actor(agent: CADPAgent, envs: VecMultiAgentEnv, hidden_
 
 if __name__ == "__main__":
     args = tyro.cli(Args)
-    run_name = make_run_name(args.env_id, args.exp_name, args.seed)
 
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -334,6 +343,7 @@ if __name__ == "__main__":
                      for mode in ("centralized", "decentralized")}
     except EnvError as error:
         raise SystemExit(f"error: {error}") from None
+    run_name = make_run_name(args.env_id, args.exp_name, args.seed)
     writer = make_writer(run_name, args, args.track, args.wandb_project_name, args.wandb_entity)
 
     agent = CADPAgent(envs.obs_dim, envs.n_actions, args).to(device)
@@ -408,7 +418,8 @@ if __name__ == "__main__":
                     next_q_total = target_mixer(next_q, batch["state"][:, 1:])
                     # bootstrap through time-limit ends; only a true termination stops it
                     td_target = batch["reward"] + args.gamma * (1 - batch["terminated"]) * next_q_total
-                td_error = torch.where(mask.bool(), mixer(chosen_q, batch["state"][:, :-1]) - td_target, 0.0)
+                q_total = mixer(chosen_q, batch["state"][:, :-1])  # (batch, time)
+                td_error = torch.where(mask.bool(), q_total - td_target, 0.0)
                 td_loss = td_error.pow(2).sum() / mask.sum()
                 loss = td_loss
                 prune_coef = prune_coef_at(global_step, args)
@@ -428,8 +439,8 @@ if __name__ == "__main__":
 
                 if updates % 20 == 0:
                     writer.add_scalar("losses/td_loss", td_loss.item(), global_step)
-                    writer.add_scalar("losses/q_values", (chosen_q * mask.unsqueeze(-1)).sum().item()
-                                      / (mask.sum().item() * envs.n_agents), global_step)
+                    writer.add_scalar("losses/q_values", ((q_total * mask).sum() / mask.sum()).item(), global_step)
+                    writer.add_scalar("losses/target_q_values", ((td_target * mask).sum() / mask.sum()).item(), global_step)
                     writer.add_scalar("losses/grad_norm", grad_norm.item(), global_step)
                     writer.add_scalar("charts/epsilon", epsilon, global_step)
                     writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)

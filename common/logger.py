@@ -3,6 +3,8 @@
 Nothing here knows about CADP; it only records what the scripts measure.
 """
 
+import itertools
+import os
 import re
 import time
 from collections import deque
@@ -12,9 +14,21 @@ from tqdm import tqdm
 
 
 def make_run_name(env_id: str, exp_name: str, seed: int) -> str:
-    """`{env_id}__{exp_name}__{seed}__{unix_time}`, with characters that are unsafe in paths replaced."""
+    """`{env_id}__{exp_name}__{seed}__{unix_time}`, with characters that are unsafe in paths replaced.
+
+    Creates `runs/{run_name}` at once; two runs started in the same second get `-2`, `-3`, ...
+    rather than writing into one directory.
+    """
     safe_env_id = re.sub(r"[^A-Za-z0-9_.-]+", "-", env_id)
-    return f"{safe_env_id}__{exp_name}__{seed}__{int(time.time())}"
+    base = f"{safe_env_id}__{exp_name}__{seed}__{int(time.time())}"
+    os.makedirs("runs", exist_ok=True)
+    for attempt in itertools.count(1):
+        run_name = base if attempt == 1 else f"{base}-{attempt}"
+        try:
+            os.mkdir(os.path.join("runs", run_name))
+            return run_name
+        except FileExistsError:
+            continue
 
 
 def make_writer(run_name: str, args: object, track: bool = False, wandb_project_name: str = "cadp",

@@ -15,13 +15,13 @@ UNIFORM_EXPLORATION = ["--start-e", "1.0", "--end-e", "1.0"]
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_cadp_qmix_solves_the_two_step_game_centralized_and_decentralized(seed, tmp_path):
     result = run_script("cadp_qmix", tmp_path, "--env-id", "matrix:two_step", "--seed", str(seed),
-                        "--total-timesteps", "1600", "--num-envs", "4", "--eval-interval", "100000",
+                        "--total-timesteps", "4000", "--num-envs", "4", "--eval-interval", "100000",
                         *UNIFORM_EXPLORATION)
     assert final_returns(result) == (8.0, 8.0)
 
 
 def test_plain_qmix_solves_the_two_step_game(tmp_path):
     result = run_script("cadp_qmix", tmp_path, "--env-id", "matrix:two_step", "--no-advice",
-                        "--total-timesteps", "1600", "--num-envs", "4", "--eval-interval", "100000",
+                        "--total-timesteps", "4000", "--num-envs", "4", "--eval-interval", "100000",
                         *UNIFORM_EXPLORATION)
     assert final_returns(result) == (8.0, 8.0)
