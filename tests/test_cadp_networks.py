@@ -9,9 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cadp_qmix
-from cadp_qmix import AdviceAttention, Args, CADPAgent, DecentralizedActor, QMixer, pruning_loss, prune_coef_at
+import cadp_vdn
+from cadp_qmix import AdviceAttention, Args, QMixer, pruning_loss, prune_coef_at
 
-SCRIPTS = [cadp_qmix]
+SCRIPTS = [cadp_qmix, cadp_vdn]
 
 
 def make_agent(module, obs_dim=7, n_actions=4, seed=0, **overrides):
@@ -118,6 +119,12 @@ def test_qmix_mixer_is_monotonic(seed, n_agents):
     assert q_total.shape == (3, 4)
     (gradient,) = torch.autograd.grad(q_total.sum(), agent_qs)
     assert (gradient >= 0).all()
+
+
+def test_vdn_mixer_is_the_sum_of_the_chosen_agent_q_values():
+    agent_qs = torch.randn(3, 4, 5)
+    assert torch.equal(cadp_vdn.VDNMixer()(agent_qs, torch.randn(3, 4, 7)), agent_qs.sum(-1))
+    assert not list(cadp_vdn.VDNMixer().parameters())
 
 
 @pytest.mark.parametrize("module", SCRIPTS)

@@ -9,19 +9,22 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import cadp_qmix
+import cadp_vdn
 from script_runner import final_returns, run_script
 
 # flags that keep each script's run tiny; the values are not tuned, only small
 TINY = {
     "cadp_qmix": ["--batch-size", "2", "--buffer-size", "64", "--hidden-dim", "16"],
+    "cadp_vdn": ["--batch-size", "2", "--buffer-size", "64", "--hidden-dim", "16"],
 }
-MODULES = {"cadp_qmix": cadp_qmix}
+MODULES = {"cadp_qmix": cadp_qmix, "cadp_vdn": cadp_vdn}
 COMMON_TAGS = {
     "charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/self_attention_weight",
     "charts/prune_coef", "losses/prune_loss", "losses/grad_norm",
     "eval/centralized_episodic_return", "eval/decentralized_episodic_return",
 }
-SCRIPT_TAGS = {"cadp_qmix": {"charts/epsilon", "losses/td_loss", "losses/q_values"}}
+Q_LEARNING_TAGS = {"charts/epsilon", "losses/td_loss", "losses/q_values", "losses/target_q_values"}
+SCRIPT_TAGS = {"cadp_qmix": Q_LEARNING_TAGS, "cadp_vdn": Q_LEARNING_TAGS}
 
 
 def scalar_tags(run_dir: Path) -> set[str]:

@@ -1,0 +1,450 @@
+"""CADP-VDN: Centralized Advising and Decentralized Pruning on top of VDN, in one file.
+
+Paper: Zhou et al., "CADP: Towards Better Centralized Learning for Decentralized Execution
+in MARL", AAMAS 2025. While training, every agent's network attends over all agents'
+observations (advice, Eq. 1) beside its own observation (residual GRU, Eq. 2); a pruning
+loss (Eq. 3) then drives each agent's attention onto itself, so the trained network runs
+decentralized: CADP(D) needs only the agent's own observation.
+`grep "# CADP"` lists every line that differs from plain VDN; `diff cadp_qmix.py cadp_vdn.py`
+shows what VDN changes (the mixer). Results: README.md.
+"""
+
+import copy
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+
+from common.envs import EnvError, VecMultiAgentEnv
+from common.logger import Progress, make_run_name, make_writer
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment"""
+    seed: int = 1
+    """seed of the experiment"""
+    torch_deterministic: bool = True
+    """use deterministic torch algorithms"""
+    cuda: bool = False
+    """run the networks on CUDA when available (small nets: the CPU is usually faster)"""
+    torch_threads: int = 1
+    """CPU threads for torch: these small networks run fastest on one, and runs sharing cores don't stall"""
+    track: bool = False
+    """mirror the logs to Weights and Biases (needs `pip install wandb`)"""
+    wandb_project_name: str = "cadp"
+    """the wandb project name"""
+    wandb_entity: str | None = None
+    """the wandb entity (team)"""
+    save_model: bool = False
+    """save a checkpoint and export the decentralized actor to `runs/{run_name}/`"""
+
+    # Algorithm
+    env_id: str = "lbforaging:Foraging-8x8-2p-2f-coop-v3"
+    """the environment id, `module:Id` (see README); the team reward is the sum of the agents' rewards"""
+    total_timesteps: int = 300_000
+    """total environment steps (one joint step of all agents in one env counts 1)"""
+    learning_rate: float = 5e-4
+    """Adam learning rate"""
+    num_envs: int = 8
+    """parallel environments collecting episodes"""
+    buffer_size: int = 5000
+    """replay buffer capacity, in episodes"""
+    batch_size: int = 32
+    """episodes per gradient update; one update per finished episode, as in pymarl"""
+    gamma: float = 0.99
+    """discount factor"""
+    target_network_frequency: int = 200
+    """gradient updates (= episodes) between hard target-network updates"""
+    max_grad_norm: float = 10.0
+    """gradient-norm clip"""
+    start_e: float = 1.0
+    """starting epsilon of the epsilon-greedy exploration"""
+    end_e: float = 0.05
+    """final epsilon"""
+    exploration_fraction: float = 0.2
+    """fraction of `total_timesteps` over which epsilon decays linearly"""
+    learning_starts: int = 0
+    """environment steps before the first update (updates also wait for `batch_size` episodes)"""
+    double_q: bool = True
+    """pick the next action with the online network, evaluate it with the target network"""
+    obs_agent_id: bool = True
+    """append a one-hot agent id to each observation"""
+    obs_last_action: bool = True
+    """append the agent's previous action (one-hot) to each observation"""
+    hidden_dim: int = 64
+    """GRU hidden size"""
+    eval_interval: int = 25_000
+    """environment steps between evaluations of CADP(C) and CADP(D)"""
+    eval_episodes: int = 32
+    """greedy episodes per evaluation of each model"""
+
+    # CADP
+    advice: bool = True
+    """exchange advice between agents during training; `--no-advice` is plain VDN"""
+    att_heads: int = 4
+    """attention heads of the advice attention (Eq. 1)"""
+    att_embed_dim: int = 32
+    """query/key/value size per head"""
+    prune_coef: float = 1.0
+    """weight alpha of the pruning loss (Eq. 3); the authors use 1.0 for VDN"""
+    prune_start_fraction: float = 0.67
+    """fraction of `total_timesteps` after which the pruning loss is switched on"""
+    prune_ramp_fraction: float = 0.0
+    """fraction of `total_timesteps` over which alpha ramps linearly from 0 (0 = switch on at once)"""
+
+
+class AdviceAttention(nn.Module):
+    """CADP Eq. 1: agent i's confidence c_i in every agent j, and the advice z_i it receives."""
+
+    def __init__(self, obs_dim: int, heads: int, embed_dim: int):
+        super().__init__()
+        self.heads, self.embed_dim = heads, embed_dim
+        self.query = nn.Linear(obs_dim, heads * embed_dim, bias=False)
+        self.key = nn.Linear(obs_dim, heads * embed_dim, bias=False)
+        self.value = nn.Linear(obs_dim, heads * embed_dim, bias=False)
+
+    def forward(self, obs: torch.Tensor, decentralized: bool = False):
+        """obs (..., agents, obs_dim) -> advice (..., agents, heads * embed_dim) and
+        log-confidence (..., heads, agents i, agents j), or None when decentralized."""
+        *batch, n_agents, _ = obs.shape
+        value = self.value(obs).view(*batch, n_agents, self.heads, self.embed_dim)
+        if decentralized:
+            # CADP(D): c_i = e_i, so z_i = v_i; queries and keys are never needed
+            return value.flatten(-2), None
+        query = self.query(obs).view(*batch, n_agents, self.heads, self.embed_dim)
+        key = self.key(obs).view(*batch, n_agents, self.heads, self.embed_dim)
+        # CADP Eq. 1: alpha_ij = q_i . k_j / sqrt(d); c_ij = softmax_j(alpha_ij); z_i = sum_j c_ij v_j
+        scores = torch.einsum("...ihd,...jhd->...hij", query, key) / math.sqrt(self.embed_dim)
+        log_confidence = scores.log_softmax(dim=-1)  # (..., heads, agents i, agents j)
+        advice = torch.einsum("...hij,...jhd->...ihd", log_confidence.exp(), value)
+        return advice.flatten(-2), log_confidence
+
+
+class CADPAgent(nn.Module):
+    """Per-agent Q-network, parameters shared by all agents: advice -> GRU([z_i, o_i]) -> MLP."""
+
+    def __init__(self, obs_dim: int, n_actions: int, args: Args):
+        super().__init__()
+        self.advice = AdviceAttention(obs_dim, args.att_heads, args.att_embed_dim) if args.advice else None
+        advice_dim = args.att_heads * args.att_embed_dim if args.advice else 0
+        # CADP Eq. 2: the GRU reads the advice *and* the raw observation; the raw one is the
+        # residual path that never passes through attention, so pruning cannot cut it off
+        self.gru = nn.GRU(advice_dim + obs_dim, args.hidden_dim, batch_first=True)
+        self.q_head = nn.Sequential(
+            nn.Linear(args.hidden_dim, args.hidden_dim), nn.ReLU(), nn.Linear(args.hidden_dim, n_actions)
+        )
+
+    def forward(self, obs: torch.Tensor, hidden: torch.Tensor, decentralized: bool = False):
+        """obs (batch, time, agents, obs_dim), hidden (batch, agents, hidden_dim) ->
+        q (batch, time, agents, actions), new hidden, log-confidence (batch, time, heads, agents, agents)."""
+        batch, time_steps, n_agents, _ = obs.shape
+        inputs, log_confidence = obs, None
+        if self.advice is not None:
+            # the advice depends on observations only, so all time steps are attended at once
+            advice, log_confidence = self.advice(obs, decentralized)
+            inputs = torch.cat([advice, obs], dim=-1)  # CADP Eq. 2: [z_i, o_i]
+        # each agent of each episode is one GRU sequence: (batch * agents, time, features)
+        sequences = inputs.transpose(1, 2).reshape(batch * n_agents, time_steps, -1)
+        outputs, last_hidden = self.gru(sequences, hidden.reshape(1, batch * n_agents, -1))
+        q = self.q_head(outputs).view(batch, n_agents, time_steps, -1).transpose(1, 2)
+        return q, last_hidden.view(batch, n_agents, -1), log_confidence
+
+
+class VDNMixer(nn.Module):
+    """VDN: Q_tot = sum of the agents' Q-values. No parameters and no use of the state."""
+
+    def forward(self, agent_qs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """agent_qs (batch, time, agents), state (unused) -> q_tot (batch, time)."""
+        return agent_qs.sum(dim=-1)
+
+
+def pruning_loss(log_confidence: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """CADP Eq. 3: L_p = sum_i KL(e_i || c_i) = sum_i -log c_ii, summed over agents and
+    averaged over heads and the valid (mask == 1) steps.
+    log_confidence (batch, time, heads, agents, agents), mask (batch, time)."""
+    self_log_confidence = log_confidence.diagonal(dim1=-2, dim2=-1)  # (batch, time, heads, agents)
+    per_step = -self_log_confidence.sum(dim=-1).mean(dim=-1)  # (batch, time)
+    return (per_step * mask).sum() / mask.sum()
+
+
+def prune_coef_at(step: int, args: Args) -> float:
+    """alpha at `step`: 0 before the breakpoint, then `prune_coef` (linearly ramped if asked)."""
+    start = args.prune_start_fraction * args.total_timesteps
+    if not args.advice or step < start:
+        return 0.0
+    ramp = args.prune_ramp_fraction * args.total_timesteps
+    return args.prune_coef * (1.0 if ramp <= 0 else min(1.0, (step - start) / ramp))
+
+
+def linear_schedule(start_e: float, end_e: float, duration: float, step: int) -> float:
+    slope = (end_e - start_e) / max(duration, 1)
+    return max(slope * step + start_e, end_e)
+
+
+class EpisodeBuffer:
+    """Replay of whole episodes (the GRU needs sequences). Step t holds o_t, s_t, avail_t, a_t, r_t;
+    index `length` holds the observation after the last action, for bootstrapping at time limits."""
+
+    def __init__(self, capacity: int, max_len: int, envs: VecMultiAgentEnv):
+        n, o, s, a = envs.n_agents, envs.obs_dim, envs.state_dim, envs.n_actions
+        self.capacity, self.size, self.next_index = capacity, 0, 0
+        self.obs = np.zeros((capacity, max_len + 1, n, o), np.float32)
+        self.state = np.zeros((capacity, max_len + 1, s), np.float32)
+        # padded steps count every action as available so that max/argmax over them stay finite
+        self.avail = np.ones((capacity, max_len + 1, n, a), bool)
+        self.actions = np.zeros((capacity, max_len, n), np.int64)
+        self.reward = np.zeros((capacity, max_len), np.float32)
+        self.terminated = np.zeros((capacity, max_len), np.float32)
+        self.length = np.zeros(capacity, np.int64)
+        self.fields = ("obs", "state", "avail", "actions", "reward", "terminated")
+
+    def add(self, episode: dict, length: int) -> None:
+        i = self.next_index
+        for name in self.fields:
+            target = getattr(self, name)
+            steps = length + 1 if name in ("obs", "state", "avail") else length
+            target[i, :steps] = episode[name][:steps]
+            target[i, steps:] = name == "avail"  # True for avail padding, 0 for the rest
+        self.length[i] = length
+        self.next_index = (i + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def sample(self, batch_size: int, device: torch.device) -> dict:
+        index = np.random.randint(0, self.size, size=batch_size)
+        max_len = int(self.length[index].max())  # trim the padding no sampled episode uses
+        batch = {}
+        for name in self.fields:
+            steps = max_len + 1 if name in ("obs", "state", "avail") else max_len
+            batch[name] = torch.as_tensor(getattr(self, name)[index, :steps], device=device)
+        batch["mask"] = (torch.arange(max_len) < torch.as_tensor(self.length[index])[:, None]).float().to(device)
+        return batch
+
+
+def select_actions(agent, obs, hidden, avail, epsilon: float, decentralized: bool = False):
+    """Epsilon-greedy over available actions for a batch of envs.
+    obs (envs, agents, obs_dim), hidden (envs, agents, hidden_dim), avail (envs, agents, actions)."""
+    q, hidden, _ = agent(obs.unsqueeze(1), hidden, decentralized)
+    q = q[:, 0].masked_fill(~avail, -torch.inf)  # (envs, agents, actions)
+    greedy = q.argmax(dim=-1)
+    if epsilon <= 0:
+        return greedy, hidden
+    random_actions = torch.multinomial(avail.flatten(0, 1).float(), 1).view_as(greedy)
+    explore = torch.rand(greedy.shape, device=greedy.device) < epsilon
+    return torch.where(explore, random_actions, greedy), hidden
+
+
+@torch.no_grad()
+def evaluate(agent, envs: VecMultiAgentEnv, hidden_dim: int, device, decentralized: bool):
+    """Greedy returns (and wins) of one episode in each of the eval envs."""
+    obs, _, avail = envs.reset()
+    hidden = torch.zeros(envs.num_envs, envs.n_agents, hidden_dim, device=device)
+    finished = np.zeros(envs.num_envs, bool)
+    returns, wins = np.zeros(envs.num_envs), np.zeros(envs.num_envs)
+    while not finished.all():
+        actions, hidden = select_actions(agent, torch.as_tensor(obs, device=device), hidden,
+                                         torch.as_tensor(avail, device=device), 0.0, decentralized)
+        obs, _, avail, _, terminated, truncated, info = envs.step(actions.cpu().numpy())
+        just_finished = (terminated | truncated) & ~finished
+        returns[just_finished] = info["episode_return"][just_finished]
+        if envs.has_win:
+            wins[just_finished] = info["win"][just_finished]
+        finished |= just_finished
+    return returns.mean(), (wins.mean() if envs.has_win else None)
+
+
+class DecentralizedActor(nn.Module):
+    """CADP(D) for deployment: value projection, one GRU step and the Q-head. It holds no query or
+    key weights: after pruning, an agent's action depends on its own observation alone."""
+
+    def __init__(self, agent: CADPAgent):
+        super().__init__()
+        self.value = None if agent.advice is None else copy.deepcopy(agent.advice.value)
+        # the same weights as the agent's nn.GRU, stepped once per call
+        self.gru = nn.GRUCell(agent.gru.input_size, agent.gru.hidden_size)
+        self.gru.load_state_dict({name.removesuffix("_l0"): p for name, p in agent.gru.state_dict().items()})
+        self.q_head = copy.deepcopy(agent.q_head)
+
+    def forward(self, obs: torch.Tensor, hidden: torch.Tensor, avail: torch.Tensor):
+        """obs (batch, agents, obs_dim), hidden (batch, agents, hidden_dim), avail (batch, agents, actions)
+        bool -> q (batch, agents, actions) with -inf for unavailable actions, new hidden."""
+        inputs = obs if self.value is None else torch.cat([self.value(obs), obs], dim=-1)
+        new_hidden = self.gru(inputs.flatten(0, 1), hidden.flatten(0, 1)).view_as(hidden)
+        return self.q_head(new_hidden).masked_fill(~avail, -torch.inf), new_hidden
+
+
+def export_decentralized_actor(agent: CADPAgent, envs: VecMultiAgentEnv, hidden_dim: int, run_dir: str) -> str:
+    actor = DecentralizedActor(agent).cpu().eval()
+    example = (torch.zeros(2, envs.n_agents, envs.obs_dim), torch.zeros(2, envs.n_agents, hidden_dim),
+               torch.ones(2, envs.n_agents, envs.n_actions, dtype=torch.bool))
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(actor, example, dynamic_shapes=({0: batch}, {0: batch}, {0: batch}))
+    path = os.path.join(run_dir, "decentralized_actor.pt2")
+    torch.export.save(program, path)
+    spec = {"n_agents": envs.n_agents, "obs_dim": envs.obs_dim, "n_actions": envs.n_actions,
+            "hidden_dim": hidden_dim, "observation_layout": envs.obs_layout, "outputs": "q_values, hidden"}
+    with open(os.path.join(run_dir, "decentralized_actor.json"), "w") as f:
+        json.dump(spec, f, indent=2)
+    return path
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(args.torch_threads)
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+    try:
+        env_kwargs = dict(agent_id_feature=args.obs_agent_id, last_action_feature=args.obs_last_action)
+        envs = VecMultiAgentEnv(args.env_id, args.num_envs, args.seed, **env_kwargs)
+        # C and D play from the same seeds, so their eval episodes start alike
+        eval_envs = {mode: VecMultiAgentEnv(args.env_id, args.eval_episodes, args.seed + 100_000, **env_kwargs)
+                     for mode in ("centralized", "decentralized")}
+    except EnvError as error:
+        raise SystemExit(f"error: {error}") from None
+    run_name = make_run_name(args.env_id, args.exp_name, args.seed)
+    writer = make_writer(run_name, args, args.track, args.wandb_project_name, args.wandb_entity)
+
+    agent = CADPAgent(envs.obs_dim, envs.n_actions, args).to(device)
+    mixer = VDNMixer()
+    target_agent = CADPAgent(envs.obs_dim, envs.n_actions, args).to(device)
+    target_mixer = mixer  # the sum has no parameters: nothing to copy
+    target_agent.load_state_dict(agent.state_dict())
+    parameters = list(agent.parameters())
+    optimizer = torch.optim.Adam(parameters, lr=args.learning_rate)
+    buffer = EpisodeBuffer(args.buffer_size, envs.episode_limit, envs)
+
+    # episodes in progress, one row per env; moved to the replay buffer when they end
+    in_progress = {name: np.zeros((args.num_envs,) + getattr(buffer, name).shape[1:], getattr(buffer, name).dtype)
+                   for name in buffer.fields}
+    step_in_episode = np.zeros(args.num_envs, np.int64)
+    env_rows = np.arange(args.num_envs)
+
+    start_time = time.time()
+    progress = Progress(args.total_timesteps, f"{args.exp_name} {args.env_id}")
+    obs, state, avail = envs.reset()
+    hidden = torch.zeros(args.num_envs, envs.n_agents, args.hidden_dim, device=device)
+    updates, next_eval, global_step = 0, 0, 0
+    while global_step < args.total_timesteps:
+        epsilon = linear_schedule(args.start_e, args.end_e, args.exploration_fraction * args.total_timesteps, global_step)
+        with torch.no_grad():
+            actions, hidden = select_actions(agent, torch.as_tensor(obs, device=device), hidden,
+                                             torch.as_tensor(avail, device=device), epsilon)
+        actions = actions.cpu().numpy()
+        next_obs, next_state, next_avail, reward, terminated, truncated, info = envs.step(actions)
+        global_step += args.num_envs
+        done = terminated | truncated
+
+        t = step_in_episode
+        in_progress["obs"][env_rows, t], in_progress["state"][env_rows, t] = obs, state
+        in_progress["avail"][env_rows, t], in_progress["actions"][env_rows, t] = avail, actions
+        in_progress["reward"][env_rows, t], in_progress["terminated"][env_rows, t] = reward, terminated
+        # the observation after the last action is only in `info` once the env has auto-reset
+        in_progress["obs"][env_rows, t + 1] = np.where(done[:, None, None], info["final_obs"], next_obs)
+        in_progress["state"][env_rows, t + 1] = np.where(done[:, None], info["final_state"], next_state)
+        in_progress["avail"][env_rows, t + 1] = np.where(done[:, None, None], info["final_avail"], next_avail)
+        step_in_episode += 1
+        obs, state, avail = next_obs, next_state, next_avail
+
+        for env_index in np.flatnonzero(done):
+            buffer.add({name: values[env_index] for name, values in in_progress.items()}, step_in_episode[env_index])
+            step_in_episode[env_index] = 0
+            hidden[env_index] = 0
+            episodic_return = float(info["episode_return"][env_index])
+            progress.record_episode(episodic_return)
+            writer.add_scalar("charts/episodic_return", episodic_return, global_step)
+            writer.add_scalar("charts/episodic_length", info["episode_length"][env_index], global_step)
+            if envs.has_win:
+                writer.add_scalar("charts/win_rate", float(info["win"][env_index]), global_step)
+
+        # one gradient update per finished episode: pymarl's update-to-data ratio
+        if buffer.size >= args.batch_size and global_step >= args.learning_starts:
+            for _ in range(int(done.sum())):
+                batch = buffer.sample(args.batch_size, device)
+                mask = batch["mask"]  # (batch, time)
+                initial_hidden = torch.zeros(args.batch_size, envs.n_agents, args.hidden_dim, device=device)
+                q, _, log_confidence = agent(batch["obs"], initial_hidden)  # (batch, time + 1, agents, actions)
+                chosen_q = q[:, :-1].gather(-1, batch["actions"].unsqueeze(-1)).squeeze(-1)  # (batch, time, agents)
+                with torch.no_grad():
+                    target_q = target_agent(batch["obs"], initial_hidden)[0][:, 1:]
+                    next_avail = batch["avail"][:, 1:]
+                    if args.double_q:
+                        next_actions = q[:, 1:].masked_fill(~next_avail, -torch.inf).argmax(-1, keepdim=True)
+                        next_q = target_q.gather(-1, next_actions).squeeze(-1)
+                    else:
+                        next_q = target_q.masked_fill(~next_avail, -torch.inf).max(-1).values
+                    next_q_total = target_mixer(next_q, batch["state"][:, 1:])
+                    # bootstrap through time-limit ends; only a true termination stops it
+                    td_target = batch["reward"] + args.gamma * (1 - batch["terminated"]) * next_q_total
+                q_total = mixer(chosen_q, batch["state"][:, :-1])  # (batch, time)
+                td_error = torch.where(mask.bool(), q_total - td_target, 0.0)
+                td_loss = td_error.pow(2).sum() / mask.sum()
+                loss = td_loss
+                prune_coef = prune_coef_at(global_step, args)
+                if log_confidence is not None:
+                    # CADP Eq. 3: the pruning loss pulls each agent's confidence onto itself
+                    prune_loss = pruning_loss(log_confidence[:, :-1], mask)
+                    loss = loss + prune_coef * prune_loss
+
+                optimizer.zero_grad()
+                loss.backward()
+                grad_norm = nn.utils.clip_grad_norm_(parameters, args.max_grad_norm)
+                optimizer.step()
+                updates += 1
+                if updates % args.target_network_frequency == 0:
+                    target_agent.load_state_dict(agent.state_dict())
+
+                if updates % 20 == 0:
+                    writer.add_scalar("losses/td_loss", td_loss.item(), global_step)
+                    writer.add_scalar("losses/q_values", ((q_total * mask).sum() / mask.sum()).item(), global_step)
+                    writer.add_scalar("losses/target_q_values", ((td_target * mask).sum() / mask.sum()).item(), global_step)
+                    writer.add_scalar("losses/grad_norm", grad_norm.item(), global_step)
+                    writer.add_scalar("charts/epsilon", epsilon, global_step)
+                    writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
+                    if log_confidence is not None:
+                        self_weight = log_confidence[:, :-1].diagonal(dim1=-2, dim2=-1).exp().mean(dim=(-2, -1))
+                        writer.add_scalar("charts/self_attention_weight", ((self_weight * mask).sum() / mask.sum()).item(), global_step)
+                        writer.add_scalar("losses/prune_loss", prune_loss.item(), global_step)
+                        writer.add_scalar("charts/prune_coef", prune_coef, global_step)
+
+        if global_step >= next_eval or global_step >= args.total_timesteps:
+            next_eval += args.eval_interval
+            results = {}
+            for mode, mode_envs in eval_envs.items():
+                mean_return, win_rate = evaluate(agent, mode_envs, args.hidden_dim, device, mode == "decentralized")
+                results[mode] = mean_return
+                writer.add_scalar(f"eval/{mode}_episodic_return", mean_return, global_step)
+                if win_rate is not None:
+                    writer.add_scalar(f"eval/{mode}_win_rate", win_rate, global_step)
+            progress.write(f"step {global_step}: eval return CADP(C) {results['centralized']:.3f}, "
+                           f"CADP(D) {results['decentralized']:.3f}")
+        progress.update(global_step, epsilon=epsilon)
+
+    progress.close()
+    print(f"final eval after {global_step} steps ({time.time() - start_time:.0f} s): "
+          f"CADP(C) return {results['centralized']:.3f}, CADP(D) return {results['decentralized']:.3f}")
+
+    if args.save_model:
+        run_dir = f"runs/{run_name}"
+        model_path = f"{run_dir}/{args.exp_name}.cadp_model"
+        torch.save({"agent": agent.state_dict(), "target_agent": target_agent.state_dict(),
+                    "optimizer": optimizer.state_dict(), "args": vars(args), "global_step": global_step}, model_path)
+        actor_path = export_decentralized_actor(agent, envs, args.hidden_dim, run_dir)
+        print(f"model saved to {model_path}; decentralized actor exported to {actor_path}")
+
+    envs.close()
+    for mode_envs in eval_envs.values():
+        mode_envs.close()
+    writer.close()

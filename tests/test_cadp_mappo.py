@@ -1,0 +1,249 @@
+"""Tests of cadp_mappo.py: its pure pieces (GAE, action masking, recurrent chunks, value
+normalization, decentralized actor) and, as subprocesses, one learning run on a matrix game
+and one end-to-end run on LBF that checks what the script writes."""
+
+import dataclasses
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import cadp_mappo
+from cadp_mappo import Args, CADPAgent, ValueNormalizer, compute_gae, masked_policy, ppo_policy_loss, to_chunks
+
+SCRIPT = Path(cadp_mappo.__file__).resolve()
+
+
+def make_agent(obs_dim=7, n_actions=4, seed=0, **overrides):
+    torch.manual_seed(seed)
+    args = dataclasses.replace(Args(), hidden_dim=16, att_heads=2, att_embed_dim=8, **overrides)
+    return CADPAgent(obs_dim, n_actions, args)
+
+
+def naive_gae(rewards, values, last_values, final_values, terminated, truncated, gamma, gae_lambda):
+    """One env and one agent at a time, as the GAE definition reads."""
+    time_steps, num_envs, n_agents = values.shape
+    advantages = torch.zeros_like(values)
+    for e in range(num_envs):
+        for i in range(n_agents):
+            running = 0.0
+            for t in reversed(range(time_steps)):
+                if terminated[t, e]:
+                    next_value = 0.0
+                elif truncated[t, e]:
+                    next_value = final_values[t, e, i].item()
+                elif t == time_steps - 1:
+                    next_value = last_values[e, i].item()
+                else:
+                    next_value = values[t + 1, e, i].item()
+                if terminated[t, e] or truncated[t, e]:
+                    running = 0.0  # nothing flows back from the next episode
+                delta = rewards[t, e].item() + gamma * next_value - values[t, e, i].item()
+                running = delta + gamma * gae_lambda * running
+                advantages[t, e, i] = running
+    return advantages
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), time_steps=st.integers(1, 12), num_envs=st.integers(1, 3))
+def test_gae_matches_naive_loop(seed, time_steps, num_envs):
+    generator = torch.Generator().manual_seed(seed)
+    values = torch.randn(time_steps, num_envs, 2, generator=generator)
+    rewards = torch.randn(time_steps, num_envs, generator=generator)
+    last_values, final_values = torch.randn(num_envs, 2, generator=generator), torch.randn(time_steps, num_envs, 2, generator=generator)
+    ends = torch.rand(time_steps, num_envs, generator=generator)
+    terminated, truncated = ends < 0.2, (ends >= 0.2) & (ends < 0.4)
+    expected = naive_gae(rewards, values, last_values, final_values, terminated, truncated, 0.9, 0.8)
+    actual = compute_gae(rewards, values, last_values, final_values, terminated, truncated, 0.9, 0.8)
+    torch.testing.assert_close(actual, expected)
+
+
+def test_gae_bootstraps_truncation_from_final_state_and_termination_from_nothing():
+    # one env, one agent, two steps; the episode ends after step 0, the next one runs on
+    values, rewards = torch.tensor([[[1.0]], [[5.0]]]), torch.tensor([[2.0], [0.0]])
+    final_values, last_values = torch.full((2, 1, 1), 3.0), torch.tensor([[7.0]])
+    no, yes = torch.tensor([[False], [False]]), torch.tensor([[True], [False]])
+    gamma, gae_lambda = 0.5, 0.9
+    truncated = compute_gae(rewards, values, last_values, final_values, no, yes, gamma, gae_lambda)
+    terminated = compute_gae(rewards, values, last_values, final_values, yes, no, gamma, gae_lambda)
+    assert truncated[0].item() == pytest.approx(2.0 + gamma * 3.0 - 1.0)  # V(final state), not V(next episode)
+    assert terminated[0].item() == pytest.approx(2.0 - 1.0)
+    assert truncated[1].item() == terminated[1].item() == pytest.approx(0.0 + gamma * 7.0 - 5.0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_masked_actions_are_never_sampled_and_entropy_stays_finite(seed):
+    generator = torch.Generator().manual_seed(seed)
+    logits = (torch.randn(64, 3, 6, generator=generator) * 5).requires_grad_()
+    avail = torch.rand(64, 3, 6, generator=generator) < 0.5
+    avail[..., 0] |= ~avail.any(-1)  # every agent has an action
+    policy = masked_policy(logits, avail)
+    assert (policy.probs[~avail] == 0).all()
+    samples = policy.sample((200,))  # (samples, 64, 3)
+    assert avail.gather(-1, samples.movedim(0, -1)).all()
+    assert torch.isfinite(policy.log_prob(samples)).all()
+    entropy = policy.entropy()
+    only_available = [torch.distributions.Categorical(logits=row[mask]).entropy() for row, mask in
+                      zip(logits.detach().flatten(0, 1), avail.flatten(0, 1))]
+    torch.testing.assert_close(entropy.detach().flatten(), torch.stack(only_available))
+    entropy.sum().backward()
+    assert torch.isfinite(logits.grad).all() and (logits.grad[~avail] == 0).all()
+
+
+def test_ppo_loss_follows_the_advantage():
+    advantages = torch.tensor([1.0, -1.0])
+    new_log_probs = torch.zeros(2, requires_grad=True)
+    loss, approx_kl, clipfrac = ppo_policy_loss(new_log_probs, torch.zeros(2), advantages, 0.2)
+    loss.backward()
+    # descending the loss raises the probability of the positive-advantage action, lowers the other
+    assert new_log_probs.grad[0] < 0 < new_log_probs.grad[1]
+    assert approx_kl.item() == 0.0 and clipfrac.item() == 0.0
+    # once the ratio leaves [1 - clip, 1 + clip] in the advantage's direction, the gradient stops
+    moved = torch.tensor([0.5, -0.5], requires_grad=True)
+    ppo_policy_loss(moved, torch.zeros(2), advantages, 0.2)[0].backward()
+    assert (moved.grad == 0).all()
+
+
+@settings(max_examples=15, deadline=None)
+@given(n_agents=st.integers(2, 4), agent=st.integers(0, 3), other=st.integers(0, 3), seed=st.integers(0, 10_000))
+def test_decentralized_output_ignores_other_agents(n_agents, agent, other, seed):
+    agent, other = agent % n_agents, other % n_agents
+    if agent == other:
+        other = (agent + 1) % n_agents
+    network = make_agent(seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    obs = torch.randn(2, 3, n_agents, 7, generator=generator)  # (batch, time, agents, obs)
+    changed = obs.clone()
+    changed[:, :, other] += torch.randn(2, 3, 7, generator=generator)
+    hidden, starts = torch.zeros(2, n_agents, 16), torch.tensor([[True, False, True], [False, False, False]])
+    with torch.no_grad():
+        outputs = {(mode, name): network(o, hidden, mode, starts)[0][:, :, agent]
+                   for mode in (True, False) for name, o in (("same", obs), ("changed", changed))}
+    assert torch.equal(outputs[True, "same"], outputs[True, "changed"])
+    assert not torch.allclose(outputs[False, "same"], outputs[False, "changed"])
+
+
+def test_hidden_state_resets_where_an_episode_starts():
+    network = make_agent(seed=1)
+    obs = torch.randn(3, 8, 2, 7)  # (sequences, time, agents, obs)
+    hidden = torch.randn(3, 2, 16)
+    starts = torch.zeros(3, 8, dtype=torch.bool)
+    starts[0, 3] = starts[1, 5] = starts[1, 6] = True  # sequence 2 runs without a reset
+    with torch.no_grad():
+        logits, last_hidden, _ = network(obs, hidden, episode_starts=starts)
+        for i, cuts in enumerate([[0, 3, 8], [0, 5, 6, 8], [0, 8]]):
+            piece_hidden, pieces = hidden[i : i + 1], []
+            for start, end in zip(cuts[:-1], cuts[1:]):
+                piece, piece_hidden, _ = network(obs[i : i + 1, start:end], piece_hidden if start == 0 else torch.zeros(1, 2, 16))
+                pieces.append(piece)
+            torch.testing.assert_close(logits[i : i + 1], torch.cat(pieces, dim=1))
+            torch.testing.assert_close(last_hidden[i : i + 1], piece_hidden)
+
+
+def test_chunks_replay_the_rollout():
+    """Training on chunks from stored hidden states gives the logits the rollout acted with."""
+    network = make_agent(seed=2)
+    time_steps, num_envs, chunk_length = 12, 3, 4
+    obs = torch.randn(time_steps, num_envs, 2, 7)
+    episode_starts = torch.rand(time_steps, num_envs) < 0.2
+    episode_starts[0] = episode_starts[4, 1] = True  # the first step, and an episode starting with a chunk
+    hidden, stored_hidden, rollout_logits = torch.zeros(num_envs, 2, 16), [], []
+    with torch.no_grad():
+        for t in range(time_steps):  # as the script steps its envs
+            stored_hidden.append(hidden)
+            logits, hidden, _ = network(obs[t].unsqueeze(1), hidden, episode_starts=episode_starts[t].unsqueeze(1))
+            rollout_logits.append(logits[:, 0])
+        chunk_logits, _, _ = network(to_chunks(obs, chunk_length), to_chunks(torch.stack(stored_hidden), chunk_length)[:, 0],
+                                     episode_starts=to_chunks(episode_starts, chunk_length))
+    torch.testing.assert_close(chunk_logits, to_chunks(torch.stack(rollout_logits), chunk_length))
+
+
+def test_value_normalizer_tracks_all_targets_seen():
+    normalizer = ValueNormalizer()
+    batches = [torch.randn(50) * 3 + 2, torch.randn(70) * 5 - 1, torch.randn(30)]
+    for batch in batches:
+        normalizer.update(batch)
+    everything = torch.cat(batches)
+    torch.testing.assert_close(normalizer.mean, everything.mean())
+    torch.testing.assert_close(normalizer.var, everything.var(unbiased=False))
+    torch.testing.assert_close(normalizer.denormalize(normalizer.normalize(everything)), everything)
+
+
+def run_script(tmp_path, *flags, timeout=120):
+    # from tmp_path so runs/ lands there; the script's own folder (sys.path[0]) still provides `common`
+    result = subprocess.run([sys.executable, str(SCRIPT), *flags], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    match = re.search(r"CADP\(C\) return (-?[\d.]+), CADP\(D\) return (-?[\d.]+)", result.stdout)
+    assert match, result.stdout[-2000:]
+    return float(match[1]), float(match[2])
+
+
+def test_learns_the_two_step_game(tmp_path):
+    """Sampled episodes from the initial policy return ~4.75; only a policy that learned to
+    pick state 2A (7) or coordinate in 2B (8) reliably clears 6.5. A flipped advantage or ratio
+    sign drives the policy to 0-1 returns, a gradient-free ratio leaves it near uniform."""
+    centralized, decentralized = run_script(
+        tmp_path, "--env-id", "matrix:two_step", "--total-timesteps", "6000", "--num-envs", "16",
+        "--num-steps", "10", "--chunk-length", "2", "--no-eval-greedy", "--eval-episodes", "200",
+        "--eval-interval", "100000", "--seed", "3")
+    assert centralized >= 6.5 and decentralized >= 6.5
+
+
+def test_end_to_end_tags_checkpoint_and_exported_actor(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run_script(tmp_path, "--env-id", "lbforaging:Foraging-8x8-2p-3f-v3", "--total-timesteps", "1600",
+               "--num-envs", "4", "--num-steps", "20", "--eval-episodes", "2", "--eval-interval", "800",
+               "--prune-start-fraction", "0.5", "--save-model")
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    events = EventAccumulator(str(run_dir)).Reload()
+    expected = {f"charts/{t}" for t in ("episodic_return", "episodic_length", "SPS", "learning_rate",
+                                        "self_attention_weight", "prune_coef")}
+    expected |= {f"losses/{t}" for t in ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac",
+                                         "explained_variance", "prune_loss", "grad_norm")}
+    expected |= {"eval/centralized_episodic_return", "eval/decentralized_episodic_return"}
+    assert expected <= set(events.Tags()["scalars"])
+    assert [e.value for e in events.Scalars("charts/prune_coef")][-1] == 0.5
+
+    checkpoint = torch.load(run_dir / "cadp_mappo.cadp_model")
+    assert {"actor", "critic", "value_normalizer", "optimizer", "args", "global_step"} <= set(checkpoint)
+    assert checkpoint["global_step"] == 1600
+    args = Args(**{k: v for k, v in checkpoint["args"].items()})
+    spec = json.loads((run_dir / "decentralized_actor.json").read_text())
+    agent = CADPAgent(spec["obs_dim"], spec["n_actions"], args)
+    agent.load_state_dict(checkpoint["actor"])
+    actor = torch.export.load(str(run_dir / "decentralized_actor.pt2")).module()
+    assert spec["outputs"] == "logits, hidden" and spec["observation_layout"][0][0] == "env_observation"
+
+    batch, time_steps, n_agents = 3, 4, spec["n_agents"]  # batch 3: the export's example used 2
+    obs = torch.rand(batch, time_steps, n_agents, spec["obs_dim"]) * 8
+    avail = torch.rand(batch, n_agents, spec["n_actions"]) < 0.7
+    avail[..., 0] = True
+    with torch.no_grad():
+        script_logits, _, _ = agent(obs, torch.zeros(batch, n_agents, spec["hidden_dim"]), decentralized=True)
+        hidden = torch.zeros(batch, n_agents, spec["hidden_dim"])
+        for t in range(time_steps):
+            logits, hidden = actor(obs[:, t], hidden, avail)
+            torch.testing.assert_close(logits, script_logits[:, t].masked_fill(~avail, -torch.inf))
+
+
+def test_same_seed_gives_same_losses(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    flags = ["--env-id", "matrix:climbing", "--total-timesteps", "960", "--num-envs", "8", "--num-steps", "10",
+             "--eval-episodes", "2"]
+    losses = []
+    for name in ("first", "second"):
+        run_script(tmp_path, *flags, "--exp-name", name)
+        (run_dir,) = (tmp_path / "runs").glob(f"*__{name}__*")
+        events = EventAccumulator(str(run_dir)).Reload()
+        losses.append([e.value for tag in ("losses/policy_loss", "losses/value_loss") for e in events.Scalars(tag)])
+    assert len(losses[0]) == 24 and losses[0] == losses[1]
