@@ -1,23 +1,17 @@
-"""Tests of cadp_mappo.py: its pure pieces (GAE, action masking, recurrent chunks, value
-normalization, decentralized actor) and, as subprocesses, one learning run on a matrix game
-and one end-to-end run on LBF that checks what the script writes."""
+"""Tests of cadp_mappo.py's own pieces (GAE, action masking, recurrent chunks, value
+normalization) and, as subprocesses, a learning run on a matrix game and a determinism check.
+The agent, pruning and end-to-end tests shared with the other scripts are in
+test_cadp_networks.py and test_end_to_end.py."""
 
 import dataclasses
-import json
-import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import cadp_mappo
 from cadp_mappo import Args, CADPAgent, ValueNormalizer, compute_gae, masked_policy, ppo_policy_loss, to_chunks
-
-SCRIPT = Path(cadp_mappo.__file__).resolve()
+from script_runner import final_returns, run_script
 
 
 def make_agent(obs_dim=7, n_actions=4, seed=0, **overrides):
@@ -111,25 +105,6 @@ def test_ppo_loss_follows_the_advantage():
     assert (moved.grad == 0).all()
 
 
-@settings(max_examples=15, deadline=None)
-@given(n_agents=st.integers(2, 4), agent=st.integers(0, 3), other=st.integers(0, 3), seed=st.integers(0, 10_000))
-def test_decentralized_output_ignores_other_agents(n_agents, agent, other, seed):
-    agent, other = agent % n_agents, other % n_agents
-    if agent == other:
-        other = (agent + 1) % n_agents
-    network = make_agent(seed=seed)
-    generator = torch.Generator().manual_seed(seed)
-    obs = torch.randn(2, 3, n_agents, 7, generator=generator)  # (batch, time, agents, obs)
-    changed = obs.clone()
-    changed[:, :, other] += torch.randn(2, 3, 7, generator=generator)
-    hidden, starts = torch.zeros(2, n_agents, 16), torch.tensor([[True, False, True], [False, False, False]])
-    with torch.no_grad():
-        outputs = {(mode, name): network(o, hidden, mode, starts)[0][:, :, agent]
-                   for mode in (True, False) for name, o in (("same", obs), ("changed", changed))}
-    assert torch.equal(outputs[True, "same"], outputs[True, "changed"])
-    assert not torch.allclose(outputs[False, "same"], outputs[False, "changed"])
-
-
 def test_hidden_state_resets_where_an_episode_starts():
     network = make_agent(seed=1)
     obs = torch.randn(3, 8, 2, 7)  # (sequences, time, agents, obs)
@@ -176,63 +151,19 @@ def test_value_normalizer_tracks_all_targets_seen():
     torch.testing.assert_close(normalizer.denormalize(normalizer.normalize(everything)), everything)
 
 
-def run_script(tmp_path, *flags, timeout=120):
-    # from tmp_path so runs/ lands there; the script's own folder (sys.path[0]) still provides `common`
-    result = subprocess.run([sys.executable, str(SCRIPT), *flags], cwd=tmp_path, capture_output=True,
-                            text=True, timeout=timeout)
-    assert result.returncode == 0, result.stderr[-3000:]
-    match = re.search(r"CADP\(C\) return (-?[\d.]+), CADP\(D\) return (-?[\d.]+)", result.stdout)
-    assert match, result.stdout[-2000:]
-    return float(match[1]), float(match[2])
+def run_mappo(tmp_path, *flags):
+    return final_returns(run_script("cadp_mappo", tmp_path, *flags))
 
 
 def test_learns_the_two_step_game(tmp_path):
     """Sampled episodes from the initial policy return ~4.75; only a policy that learned to
     pick state 2A (7) or coordinate in 2B (8) reliably clears 6.5. A flipped advantage or ratio
     sign drives the policy to 0-1 returns, a gradient-free ratio leaves it near uniform."""
-    centralized, decentralized = run_script(
+    centralized, decentralized = run_mappo(
         tmp_path, "--env-id", "matrix:two_step", "--total-timesteps", "6000", "--num-envs", "16",
         "--num-steps", "10", "--chunk-length", "2", "--no-eval-greedy", "--eval-episodes", "200",
         "--eval-interval", "100000", "--seed", "3")
     assert centralized >= 6.5 and decentralized >= 6.5
-
-
-def test_end_to_end_tags_checkpoint_and_exported_actor(tmp_path):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    run_script(tmp_path, "--env-id", "lbforaging:Foraging-8x8-2p-3f-v3", "--total-timesteps", "1600",
-               "--num-envs", "4", "--num-steps", "20", "--eval-episodes", "2", "--eval-interval", "800",
-               "--prune-start-fraction", "0.5", "--save-model")
-    (run_dir,) = (tmp_path / "runs").iterdir()
-    events = EventAccumulator(str(run_dir)).Reload()
-    expected = {f"charts/{t}" for t in ("episodic_return", "episodic_length", "SPS", "learning_rate",
-                                        "self_attention_weight", "prune_coef")}
-    expected |= {f"losses/{t}" for t in ("policy_loss", "value_loss", "entropy", "approx_kl", "clipfrac",
-                                         "explained_variance", "prune_loss", "grad_norm")}
-    expected |= {"eval/centralized_episodic_return", "eval/decentralized_episodic_return"}
-    assert expected <= set(events.Tags()["scalars"])
-    assert [e.value for e in events.Scalars("charts/prune_coef")][-1] == 0.5
-
-    checkpoint = torch.load(run_dir / "cadp_mappo.cadp_model")
-    assert {"actor", "critic", "value_normalizer", "optimizer", "args", "global_step"} <= set(checkpoint)
-    assert checkpoint["global_step"] == 1600
-    args = Args(**{k: v for k, v in checkpoint["args"].items()})
-    spec = json.loads((run_dir / "decentralized_actor.json").read_text())
-    agent = CADPAgent(spec["obs_dim"], spec["n_actions"], args)
-    agent.load_state_dict(checkpoint["actor"])
-    actor = torch.export.load(str(run_dir / "decentralized_actor.pt2")).module()
-    assert spec["outputs"] == "logits, hidden" and spec["observation_layout"][0][0] == "env_observation"
-
-    batch, time_steps, n_agents = 3, 4, spec["n_agents"]  # batch 3: the export's example used 2
-    obs = torch.rand(batch, time_steps, n_agents, spec["obs_dim"]) * 8
-    avail = torch.rand(batch, n_agents, spec["n_actions"]) < 0.7
-    avail[..., 0] = True
-    with torch.no_grad():
-        script_logits, _, _ = agent(obs, torch.zeros(batch, n_agents, spec["hidden_dim"]), decentralized=True)
-        hidden = torch.zeros(batch, n_agents, spec["hidden_dim"])
-        for t in range(time_steps):
-            logits, hidden = actor(obs[:, t], hidden, avail)
-            torch.testing.assert_close(logits, script_logits[:, t].masked_fill(~avail, -torch.inf))
 
 
 def test_same_seed_gives_same_losses(tmp_path):
@@ -242,7 +173,7 @@ def test_same_seed_gives_same_losses(tmp_path):
              "--eval-episodes", "2"]
     losses = []
     for name in ("first", "second"):
-        run_script(tmp_path, *flags, "--exp-name", name)
+        run_mappo(tmp_path, *flags, "--exp-name", name)
         (run_dir,) = (tmp_path / "runs").glob(f"*__{name}__*")
         events = EventAccumulator(str(run_dir)).Reload()
         losses.append([e.value for tag in ("losses/policy_loss", "losses/value_loss") for e in events.Scalars(tag)])

@@ -8,11 +8,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import cadp_mappo
 import cadp_qmix
 import cadp_vdn
 from cadp_qmix import AdviceAttention, Args, QMixer, pruning_loss, prune_coef_at
 
-SCRIPTS = [cadp_qmix, cadp_vdn]
+SCRIPTS = [cadp_qmix, cadp_vdn, cadp_mappo]
 
 
 def make_agent(module, obs_dim=7, n_actions=4, seed=0, **overrides):

@@ -8,6 +8,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import cadp_mappo
 import cadp_qmix
 import cadp_vdn
 from script_runner import final_returns, run_script
@@ -16,15 +17,19 @@ from script_runner import final_returns, run_script
 TINY = {
     "cadp_qmix": ["--batch-size", "2", "--buffer-size", "64", "--hidden-dim", "16"],
     "cadp_vdn": ["--batch-size", "2", "--buffer-size", "64", "--hidden-dim", "16"],
+    "cadp_mappo": ["--num-steps", "10", "--hidden-dim", "16"],
 }
-MODULES = {"cadp_qmix": cadp_qmix, "cadp_vdn": cadp_vdn}
+MODULES = {"cadp_qmix": cadp_qmix, "cadp_vdn": cadp_vdn, "cadp_mappo": cadp_mappo}
+CHECKPOINT_AGENT_KEY = {"cadp_qmix": "agent", "cadp_vdn": "agent", "cadp_mappo": "actor"}
 COMMON_TAGS = {
     "charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/self_attention_weight",
     "charts/prune_coef", "losses/prune_loss", "losses/grad_norm",
     "eval/centralized_episodic_return", "eval/decentralized_episodic_return",
 }
 Q_LEARNING_TAGS = {"charts/epsilon", "losses/td_loss", "losses/q_values", "losses/target_q_values"}
-SCRIPT_TAGS = {"cadp_qmix": Q_LEARNING_TAGS, "cadp_vdn": Q_LEARNING_TAGS}
+PPO_TAGS = {"charts/learning_rate", "losses/policy_loss", "losses/value_loss", "losses/entropy",
+            "losses/approx_kl", "losses/clipfrac", "losses/explained_variance"}
+SCRIPT_TAGS = {"cadp_qmix": Q_LEARNING_TAGS, "cadp_vdn": Q_LEARNING_TAGS, "cadp_mappo": PPO_TAGS}
 
 
 def scalar_tags(run_dir: Path) -> set[str]:
@@ -50,8 +55,9 @@ def test_training_run_writes_tags_checkpoint_and_a_faithful_exported_actor(scrip
     spec = json.loads((run_dir / "decentralized_actor.json").read_text())
     args = module.Args(**checkpoint["args"])
     agent = module.CADPAgent(spec["obs_dim"], spec["n_actions"], args)
-    agent.load_state_dict(checkpoint["agent"])
-    assert [name for name, _ in spec["observation_layout"]] == ["env_observation", "agent_id_onehot", "last_action_onehot"]
+    agent.load_state_dict(checkpoint[CHECKPOINT_AGENT_KEY[script]])
+    expected_layout = ["env_observation"] + ["agent_id_onehot"] * args.obs_agent_id + ["last_action_onehot"] * args.obs_last_action
+    assert [name for name, _ in spec["observation_layout"]] == expected_layout
 
     exported = torch.export.load(run_dir / "decentralized_actor.pt2").module()
     assert not any("query" in name or "key" in name for name in exported.state_dict())

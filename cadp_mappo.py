@@ -1,0 +1,571 @@
+"""CADP-MAPPO: Centralized Advising and Decentralized Pruning on top of recurrent MAPPO, in one file.
+
+Paper: Zhou et al., "CADP: Towards Better Centralized Learning for Decentralized Execution
+in MARL", AAMAS 2025. The actor (parameters shared by all agents) attends over all agents'
+observations while training (advice, Eq. 1) beside its own observation (residual GRU, Eq. 2)
+and outputs action logits; a pruning loss (Eq. 3) then drives each agent's attention onto
+itself, so the trained actor runs decentralized: CADP(D) needs only the agent's own
+observation. The critic sees the global state (MAPPO). `grep "# CADP"` lists every line that
+differs from plain recurrent MAPPO (`--no-advice`). Results: README.md.
+"""
+
+import copy
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+from torch.distributions import Categorical
+
+from common.envs import EnvError, VecMultiAgentEnv
+from common.logger import Progress, make_run_name, make_writer
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment"""
+    seed: int = 1
+    """seed of the experiment"""
+    torch_deterministic: bool = True
+    """use deterministic torch algorithms"""
+    cuda: bool = False
+    """run the networks on CUDA when available (small nets: the CPU is usually faster)"""
+    torch_threads: int = 1
+    """CPU threads for torch: these small networks run fastest on one, and runs sharing cores don't stall"""
+    track: bool = False
+    """mirror the logs to Weights and Biases (needs `pip install wandb`)"""
+    wandb_project_name: str = "cadp"
+    """the wandb project name"""
+    wandb_entity: str | None = None
+    """the wandb entity (team)"""
+    save_model: bool = False
+    """save a checkpoint and export the decentralized actor to `runs/{run_name}/`"""
+
+    # Algorithm
+    env_id: str = "lbforaging:Foraging-8x8-2p-3f-v3"
+    """the environment id, `module:Id` (see README); the team reward is the sum of the agents' rewards"""
+    total_timesteps: int = 1_000_000
+    """total environment steps (one joint step of all agents in one env counts 1)"""
+    learning_rate: float = 5e-4
+    """Adam learning rate of the actor and the critic"""
+    num_envs: int = 16
+    """parallel environments collecting the rollout"""
+    num_steps: int = 50
+    """steps per env in each rollout (a multiple of `chunk_length`)"""
+    anneal_lr: bool = True
+    """anneal the learning rate linearly to 0 over training"""
+    gamma: float = 0.99
+    """discount factor"""
+    gae_lambda: float = 0.95
+    """lambda of generalized advantage estimation"""
+    num_minibatches: int = 1
+    """minibatches per epoch, each a set of whole chunks"""
+    update_epochs: int = 10
+    """epochs over each rollout"""
+    norm_adv: bool = True
+    """normalize the advantages of each minibatch"""
+    clip_coef: float = 0.2
+    """PPO's surrogate clipping range"""
+    clip_vloss: bool = True
+    """clip the value update to `clip_coef` around the rollout's value (MAPPO's value clipping)"""
+    ent_coef: float = 0.01
+    """entropy bonus coefficient"""
+    vf_coef: float = 1.0
+    """value-loss coefficient"""
+    max_grad_norm: float = 10.0
+    """gradient-norm clip, applied to the actor and the critic separately"""
+    target_kl: float | None = None
+    """stop the epochs of an update early once the approximate KL exceeds this"""
+    chunk_length: int = 10
+    """time steps per recurrent training sequence (MAPPO's data_chunk_length)"""
+    obs_agent_id: bool = True
+    """append a one-hot agent id to each observation"""
+    obs_last_action: bool = False
+    """append the agent's previous action (one-hot) to each observation"""
+    agent_specific_state: bool = False
+    """critic input [global state, own observation, agent id] (MAPPO's agent-specific state) instead of the state"""
+    hidden_dim: int = 64
+    """GRU hidden size and MLP width of actor and critic"""
+    eval_interval: int = 50_000
+    """environment steps between evaluations of CADP(C) and CADP(D)"""
+    eval_episodes: int = 32
+    """episodes per evaluation of each model"""
+    eval_greedy: bool = False
+    """act on the most probable action instead of sampling; off: the argmax of a stochastic policy can
+    deadlock (LBF 8x8-2p-3f, same weights: 0.70 greedy vs 0.99 sampled)"""
+
+    # CADP
+    advice: bool = True
+    """exchange advice between agents during training; `--no-advice` is plain recurrent MAPPO"""
+    att_heads: int = 4
+    """attention heads of the advice attention (Eq. 1)"""
+    att_embed_dim: int = 32
+    """query/key/value size per head"""
+    prune_coef: float = 0.5
+    """weight alpha of the pruning loss (Eq. 3)"""
+    prune_start_fraction: float = 0.67
+    """fraction of `total_timesteps` after which the pruning loss is switched on"""
+    prune_ramp_fraction: float = 0.0
+    """fraction of `total_timesteps` over which alpha ramps linearly from 0 (0 = switch on at once)"""
+
+    # to be filled in at runtime
+    batch_size: int = 0
+    """environment steps per rollout (num_envs * num_steps)"""
+    num_chunks: int = 0
+    """training sequences per rollout (num_envs * num_steps / chunk_length)"""
+    num_iterations: int = 0
+    """rollout-and-update iterations (total_timesteps // batch_size)"""
+
+
+def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+class AdviceAttention(nn.Module):
+    """CADP Eq. 1: agent i's confidence c_i in every agent j, and the advice z_i it receives."""
+
+    def __init__(self, obs_dim: int, heads: int, embed_dim: int):
+        super().__init__()
+        self.heads, self.embed_dim = heads, embed_dim
+        self.query = nn.Linear(obs_dim, heads * embed_dim, bias=False)
+        self.key = nn.Linear(obs_dim, heads * embed_dim, bias=False)
+        self.value = nn.Linear(obs_dim, heads * embed_dim, bias=False)
+
+    def forward(self, obs: torch.Tensor, decentralized: bool = False):
+        """obs (..., agents, obs_dim) -> advice (..., agents, heads * embed_dim) and
+        log-confidence (..., heads, agents i, agents j), or None when decentralized."""
+        *batch, n_agents, _ = obs.shape
+        value = self.value(obs).view(*batch, n_agents, self.heads, self.embed_dim)
+        if decentralized:
+            # CADP(D): c_i = e_i, so z_i = v_i; queries and keys are never needed
+            return value.flatten(-2), None
+        query = self.query(obs).view(*batch, n_agents, self.heads, self.embed_dim)
+        key = self.key(obs).view(*batch, n_agents, self.heads, self.embed_dim)
+        # CADP Eq. 1: alpha_ij = q_i . k_j / sqrt(d); c_ij = softmax_j(alpha_ij); z_i = sum_j c_ij v_j
+        scores = torch.einsum("...ihd,...jhd->...hij", query, key) / math.sqrt(self.embed_dim)
+        log_confidence = scores.log_softmax(dim=-1)  # (..., heads, agents i, agents j)
+        advice = torch.einsum("...hij,...jhd->...ihd", log_confidence.exp(), value)
+        return advice.flatten(-2), log_confidence
+
+
+class CADPAgent(nn.Module):
+    """Per-agent actor, parameters shared by all agents: advice -> GRU([z_i, o_i]) -> MLP -> logits."""
+
+    def __init__(self, obs_dim: int, n_actions: int, args: Args):
+        super().__init__()
+        self.advice = AdviceAttention(obs_dim, args.att_heads, args.att_embed_dim) if args.advice else None
+        advice_dim = args.att_heads * args.att_embed_dim if args.advice else 0
+        # CADP Eq. 2: the GRU reads the advice *and* the raw observation; the raw one is the
+        # residual path that never passes through attention, so pruning cannot cut it off
+        self.gru = nn.GRU(advice_dim + obs_dim, args.hidden_dim, batch_first=True)
+        # a small last layer starts the policy near uniform over the available actions (MAPPO, CleanRL)
+        self.policy_head = nn.Sequential(
+            layer_init(nn.Linear(args.hidden_dim, args.hidden_dim)), nn.ReLU(),
+            layer_init(nn.Linear(args.hidden_dim, n_actions), std=0.01),
+        )
+
+    def forward(self, obs: torch.Tensor, hidden: torch.Tensor, decentralized: bool = False,
+                episode_starts: torch.Tensor | None = None):
+        """obs (batch, time, agents, obs_dim), hidden (batch, agents, hidden_dim), episode_starts
+        (batch, time) bool: True where obs is an episode's first step, so the hidden state is zeroed
+        before it -> logits (batch, time, agents, actions), new hidden, log-confidence
+        (batch, time, heads, agents, agents)."""
+        batch, time_steps, n_agents, _ = obs.shape
+        inputs, log_confidence = obs, None
+        if self.advice is not None:
+            # the advice depends on observations only, so all time steps are attended at once
+            advice, log_confidence = self.advice(obs, decentralized)
+            inputs = torch.cat([advice, obs], dim=-1)  # CADP Eq. 2: [z_i, o_i]
+        # each agent of each sequence is one GRU sequence: (batch * agents, time, features)
+        sequences = inputs.transpose(1, 2).reshape(batch * n_agents, time_steps, -1)
+        if episode_starts is None:
+            episode_starts = torch.zeros(batch, time_steps, dtype=torch.bool, device=obs.device)
+        # one GRU call per stretch in which no sequence starts a new episode; a sequence whose
+        # episode starts at a stretch's first step enters it with a zeroed hidden state
+        keep = (~episode_starts).repeat_interleave(n_agents, dim=0).float()  # (batch * agents, time)
+        boundaries = [0] + (episode_starts[:, 1:].any(dim=0).nonzero().flatten() + 1).tolist() + [time_steps]
+        hidden, pieces = hidden.reshape(1, batch * n_agents, -1), []
+        for start, end in zip(boundaries[:-1], boundaries[1:]):
+            piece, hidden = self.gru(sequences[:, start:end], hidden * keep[None, :, start, None])
+            pieces.append(piece)
+        outputs = torch.cat(pieces, dim=1)  # (batch * agents, time, hidden_dim)
+        logits = self.policy_head(outputs).view(batch, n_agents, time_steps, -1).transpose(1, 2)
+        return logits, hidden.view(batch, n_agents, -1), log_confidence
+
+
+class Critic(nn.Module):
+    """Centralized value V(s) (or MAPPO's agent-specific V(s, o_i, i)), in normalized units. Feed-forward,
+    unlike MAPPO's recurrent critic: the global state needs no memory here, and a stateless critic
+    can value a finished episode's final state (the truncation bootstrap) without a hidden state."""
+
+    def __init__(self, state_dim: int, obs_dim: int, n_agents: int, hidden_dim: int, agent_specific: bool):
+        super().__init__()
+        self.agent_specific = agent_specific
+        input_dim = state_dim + (obs_dim + n_agents if agent_specific else 0)
+        self.net = nn.Sequential(
+            layer_init(nn.Linear(input_dim, hidden_dim)), nn.ReLU(),
+            layer_init(nn.Linear(hidden_dim, hidden_dim)), nn.ReLU(),
+            layer_init(nn.Linear(hidden_dim, 1), std=1.0),
+        )
+
+    def forward(self, state: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+        """state (..., state_dim), obs (..., agents, obs_dim) -> values (..., agents)."""
+        n_agents = obs.shape[-2]
+        if not self.agent_specific:
+            # one value per env, shared by its agents: they all get the team reward
+            return self.net(state).expand(*state.shape[:-1], n_agents)
+        # the id is appended even when obs has one, so the critic's input never depends on obs flags
+        agent_ids = torch.eye(n_agents, device=obs.device).expand(*obs.shape[:-1], n_agents)
+        shared = state.unsqueeze(-2).expand(*obs.shape[:-1], state.shape[-1])
+        return self.net(torch.cat([shared, obs, agent_ids], dim=-1)).squeeze(-1)
+
+
+class ValueNormalizer(nn.Module):
+    """Running mean and variance of the value targets (MAPPO's value normalization): the critic
+    learns targets of unit scale whatever the reward scale. Buffers, so checkpoints carry them."""
+
+    def __init__(self, min_var: float = 1e-2):
+        super().__init__()
+        self.min_var = min_var  # MAPPO's floor: while returns are all ~0, normalized targets must not explode
+        self.register_buffer("mean", torch.zeros(()))
+        self.register_buffer("var", torch.ones(()))
+        self.register_buffer("count", torch.zeros(()))
+
+    def update(self, values: torch.Tensor) -> None:
+        # Chan et al.'s parallel update: exact mean/variance of everything seen so far
+        batch_mean, batch_var, batch_count = values.mean(), values.var(unbiased=False), values.numel()
+        total = self.count + batch_count
+        delta = batch_mean - self.mean
+        self.var.copy_((self.var * self.count + batch_var * batch_count + delta**2 * self.count * batch_count / total) / total)
+        self.mean.add_(delta * batch_count / total)
+        self.count.copy_(total)
+
+    def normalize(self, values: torch.Tensor) -> torch.Tensor:
+        return (values - self.mean) / self.var.clamp(min=self.min_var).sqrt()
+
+    def denormalize(self, values: torch.Tensor) -> torch.Tensor:
+        return values * self.var.clamp(min=self.min_var).sqrt() + self.mean
+
+
+def masked_policy(logits: torch.Tensor, avail: torch.Tensor) -> Categorical:
+    """The policy over available actions: unavailable logits become -inf, so their probability is
+    exactly 0 and they are never sampled; Categorical.entropy clamps -inf to the lowest float, so
+    0 * log 0 adds 0 (not NaN) to the entropy and to its gradient. avail: bool, logits' shape."""
+    return Categorical(logits=logits.masked_fill(~avail, -torch.inf))
+
+
+def compute_gae(rewards, values, last_values, final_values, terminated, truncated, gamma: float, gae_lambda: float):
+    """Generalized advantage estimation over a rollout, in return units.
+    rewards, terminated, truncated (time, envs); values (time, envs, agents): V of the state each step
+    acted in; last_values (envs, agents): V of the state after the rollout; final_values (time, envs,
+    agents): V of the finished episode's last state where an episode ended at step t (the env has
+    already reset there). A truncation (time limit) bootstraps from that final state, a termination
+    does not; both stop advantages from flowing back across the episode boundary."""
+    dones = (terminated | truncated).unsqueeze(-1)  # (time, envs, 1)
+    next_values = torch.where(dones, final_values, torch.cat([values[1:], last_values.unsqueeze(0)]))
+    bootstrap = gamma * (~terminated).float().unsqueeze(-1)
+    carry = gamma * gae_lambda * (~dones).float()
+    deltas = rewards.unsqueeze(-1) + bootstrap * next_values - values  # (time, envs, agents)
+    advantages = torch.zeros_like(values)
+    running = torch.zeros_like(values[0])
+    for t in reversed(range(values.shape[0])):
+        running = deltas[t] + carry[t] * running
+        advantages[t] = running
+    return advantages
+
+
+def ppo_policy_loss(new_log_probs, old_log_probs, advantages, clip_coef: float):
+    """PPO's clipped surrogate (to minimize), with approx KL (Schulman's k3) and the clipped fraction."""
+    log_ratio = new_log_probs - old_log_probs
+    ratio = log_ratio.exp()
+    loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef)).mean()
+    with torch.no_grad():
+        approx_kl = ((ratio - 1) - log_ratio).mean()
+        clipfrac = ((ratio - 1).abs() > clip_coef).float().mean()
+    return loss, approx_kl, clipfrac
+
+
+def value_loss(new_values, old_values, targets, clip_coef: float, clip_vloss: bool):
+    """0.5 * squared error in normalized units, pessimistic over the clipped update when clip_vloss.
+    (MAPPO's Huber loss with delta 10 is this same loss for normalized errors below 10.)"""
+    unclipped = (new_values - targets) ** 2
+    if not clip_vloss:
+        return 0.5 * unclipped.mean()
+    clipped_values = old_values + (new_values - old_values).clamp(-clip_coef, clip_coef)
+    return 0.5 * torch.max(unclipped, (clipped_values - targets) ** 2).mean()
+
+
+def pruning_loss(log_confidence: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """CADP Eq. 3: L_p = sum_i KL(e_i || c_i) = sum_i -log c_ii, summed over agents and
+    averaged over heads and the valid (mask == 1) steps.
+    log_confidence (batch, time, heads, agents, agents), mask (batch, time)."""
+    self_log_confidence = log_confidence.diagonal(dim1=-2, dim2=-1)  # (batch, time, heads, agents)
+    per_step = -self_log_confidence.sum(dim=-1).mean(dim=-1)  # (batch, time)
+    return (per_step * mask).sum() / mask.sum()
+
+
+def prune_coef_at(step: int, args: Args) -> float:
+    """alpha at `step`: 0 before the breakpoint, then `prune_coef` (linearly ramped if asked)."""
+    start = args.prune_start_fraction * args.total_timesteps
+    if not args.advice or step < start:
+        return 0.0
+    ramp = args.prune_ramp_fraction * args.total_timesteps
+    return args.prune_coef * (1.0 if ramp <= 0 else min(1.0, (step - start) / ramp))
+
+
+def to_chunks(x: torch.Tensor, chunk_length: int) -> torch.Tensor:
+    """(time, envs, ...) -> (time / chunk_length * envs, chunk_length, ...): one row per training sequence."""
+    time_steps, num_envs, *rest = x.shape
+    x = x.reshape(time_steps // chunk_length, chunk_length, num_envs, *rest).transpose(1, 2)
+    return x.reshape(-1, chunk_length, *rest)
+
+
+@torch.no_grad()
+def evaluate(agent, envs: VecMultiAgentEnv, hidden_dim: int, device, decentralized: bool, greedy: bool):
+    """Returns (and wins) of one episode in each of the eval envs."""
+    obs, _, avail = envs.reset()
+    hidden = torch.zeros(envs.num_envs, envs.n_agents, hidden_dim, device=device)
+    finished = np.zeros(envs.num_envs, bool)
+    returns, wins = np.zeros(envs.num_envs), np.zeros(envs.num_envs)
+    while not finished.all():
+        logits, hidden, _ = agent(torch.as_tensor(obs, device=device).unsqueeze(1), hidden, decentralized)
+        policy = masked_policy(logits[:, 0], torch.as_tensor(avail, device=device))
+        actions = policy.probs.argmax(dim=-1) if greedy else policy.sample()
+        obs, _, avail, _, terminated, truncated, info = envs.step(actions.cpu().numpy())
+        just_finished = (terminated | truncated) & ~finished
+        returns[just_finished] = info["episode_return"][just_finished]
+        if envs.has_win:
+            wins[just_finished] = info["win"][just_finished]
+        finished |= just_finished
+    return returns.mean(), (wins.mean() if envs.has_win else None)
+
+
+class DecentralizedActor(nn.Module):
+    """CADP(D) for deployment: value projection, one GRU step and the policy head. It holds no query
+    or key weights: after pruning, an agent's action depends on its own observation alone."""
+
+    def __init__(self, agent: CADPAgent):
+        super().__init__()
+        self.value = None if agent.advice is None else copy.deepcopy(agent.advice.value)
+        # the same weights as the agent's nn.GRU, stepped once per call
+        self.gru = nn.GRUCell(agent.gru.input_size, agent.gru.hidden_size)
+        self.gru.load_state_dict({name.removesuffix("_l0"): p for name, p in agent.gru.state_dict().items()})
+        self.policy_head = copy.deepcopy(agent.policy_head)
+
+    def forward(self, obs: torch.Tensor, hidden: torch.Tensor, avail: torch.Tensor):
+        """obs (batch, agents, obs_dim), hidden (batch, agents, hidden_dim), avail (batch, agents, actions)
+        bool -> logits (batch, agents, actions) with -inf for unavailable actions, new hidden."""
+        inputs = obs if self.value is None else torch.cat([self.value(obs), obs], dim=-1)
+        new_hidden = self.gru(inputs.flatten(0, 1), hidden.flatten(0, 1)).view_as(hidden)
+        return self.policy_head(new_hidden).masked_fill(~avail, -torch.inf), new_hidden
+
+
+def export_decentralized_actor(agent: CADPAgent, envs: VecMultiAgentEnv, hidden_dim: int, run_dir: str) -> str:
+    actor = DecentralizedActor(agent).cpu().eval()
+    example = (torch.zeros(2, envs.n_agents, envs.obs_dim), torch.zeros(2, envs.n_agents, hidden_dim),
+               torch.ones(2, envs.n_agents, envs.n_actions, dtype=torch.bool))
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(actor, example, dynamic_shapes=({0: batch}, {0: batch}, {0: batch}))
+    path = os.path.join(run_dir, "decentralized_actor.pt2")
+    torch.export.save(program, path)
+    spec = {"n_agents": envs.n_agents, "obs_dim": envs.obs_dim, "n_actions": envs.n_actions,
+            "hidden_dim": hidden_dim, "observation_layout": envs.obs_layout, "outputs": "logits, hidden"}
+    with open(os.path.join(run_dir, "decentralized_actor.json"), "w") as f:
+        json.dump(spec, f, indent=2)
+    return path
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    if args.num_steps % args.chunk_length or (args.num_envs * args.num_steps // args.chunk_length) % args.num_minibatches:
+        raise SystemExit("error: num_steps must be a multiple of chunk_length, and the chunks "
+                         "(num_envs * num_steps / chunk_length) a multiple of num_minibatches")
+    args.batch_size = args.num_envs * args.num_steps
+    args.num_chunks = args.batch_size // args.chunk_length
+    args.num_iterations = max(1, args.total_timesteps // args.batch_size)
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.set_num_threads(args.torch_threads)
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+    try:
+        env_kwargs = dict(agent_id_feature=args.obs_agent_id, last_action_feature=args.obs_last_action)
+        envs = VecMultiAgentEnv(args.env_id, args.num_envs, args.seed, **env_kwargs)
+        # C and D play from the same seeds, so their eval episodes start alike
+        eval_envs = {mode: VecMultiAgentEnv(args.env_id, args.eval_episodes, args.seed + 100_000, **env_kwargs)
+                     for mode in ("centralized", "decentralized")}
+    except EnvError as error:
+        raise SystemExit(f"error: {error}") from None
+    run_name = make_run_name(args.env_id, args.exp_name, args.seed)
+    writer = make_writer(run_name, args, args.track, args.wandb_project_name, args.wandb_entity)
+
+    n_agents, hidden_dim = envs.n_agents, args.hidden_dim
+    agent = CADPAgent(envs.obs_dim, envs.n_actions, args).to(device)
+    critic = Critic(envs.state_dim, envs.obs_dim, n_agents, hidden_dim, args.agent_specific_state).to(device)
+    value_normalizer = ValueNormalizer().to(device)
+    optimizer = torch.optim.Adam(list(agent.parameters()) + list(critic.parameters()), lr=args.learning_rate, eps=1e-5)
+
+    # rollout storage, (time, envs, ...); step t holds what the networks saw before action t
+    T, E = args.num_steps, args.num_envs
+    obs_buf = torch.zeros(T, E, n_agents, envs.obs_dim, device=device)
+    state_buf = torch.zeros(T, E, envs.state_dim, device=device)
+    avail_buf = torch.zeros(T, E, n_agents, envs.n_actions, dtype=torch.bool, device=device)
+    hidden_buf = torch.zeros(T, E, n_agents, hidden_dim, device=device)  # GRU state fed into step t
+    episode_start_buf = torch.zeros(T, E, dtype=torch.bool, device=device)
+    actions_buf = torch.zeros(T, E, n_agents, dtype=torch.long, device=device)
+    log_probs_buf = torch.zeros(T, E, n_agents, device=device)
+    values_buf = torch.zeros(T, E, n_agents, device=device)  # critic outputs, normalized units
+    final_values_buf = torch.zeros(T, E, n_agents, device=device)  # V(final state) where an episode ended, return units
+    rewards_buf = torch.zeros(T, E, device=device)
+    terminated_buf = torch.zeros(T, E, dtype=torch.bool, device=device)
+    truncated_buf = torch.zeros(T, E, dtype=torch.bool, device=device)
+
+    def as_tensors(*arrays):
+        return [torch.as_tensor(array, device=device) for array in arrays]
+
+    start_time = time.time()
+    progress = Progress(args.total_timesteps, f"{args.exp_name} {args.env_id}")
+    obs, state, avail = as_tensors(*envs.reset())
+    hidden = torch.zeros(E, n_agents, hidden_dim, device=device)
+    episode_start = torch.ones(E, dtype=torch.bool, device=device)
+    next_eval, global_step = 0, 0
+    for iteration in range(1, args.num_iterations + 1):
+        if args.anneal_lr:
+            for group in optimizer.param_groups:
+                group["lr"] = (1.0 - (iteration - 1.0) / args.num_iterations) * args.learning_rate
+
+        for step in range(T):
+            global_step += E
+            obs_buf[step], state_buf[step], avail_buf[step] = obs, state, avail
+            hidden_buf[step], episode_start_buf[step] = hidden, episode_start
+            with torch.no_grad():
+                logits, hidden, _ = agent(obs.unsqueeze(1), hidden, episode_starts=episode_start.unsqueeze(1))
+                policy = masked_policy(logits[:, 0], avail)  # over (envs, agents)
+                actions = policy.sample()
+                log_probs_buf[step], values_buf[step] = policy.log_prob(actions), critic(state, obs)
+            actions_buf[step] = actions
+            next_obs, next_state, next_avail, reward, terminated, truncated, info = envs.step(actions.cpu().numpy())
+            done = terminated | truncated
+            rewards_buf[step], terminated_buf[step], truncated_buf[step] = as_tensors(reward, terminated, truncated)
+            if done.any():
+                with torch.no_grad():  # only a truncation uses it: GAE multiplies it by 0 after a termination
+                    final_state, final_obs = as_tensors(info["final_state"], info["final_obs"])
+                    final_values_buf[step] = value_normalizer.denormalize(critic(final_state, final_obs))
+            for env_index in np.flatnonzero(done):
+                episodic_return = float(info["episode_return"][env_index])
+                progress.record_episode(episodic_return)
+                writer.add_scalar("charts/episodic_return", episodic_return, global_step)
+                writer.add_scalar("charts/episodic_length", info["episode_length"][env_index], global_step)
+                if envs.has_win:
+                    writer.add_scalar("charts/win_rate", float(info["win"][env_index]), global_step)
+            obs, state, avail = as_tensors(next_obs, next_state, next_avail)
+            episode_start = torch.as_tensor(done, device=device)
+
+        with torch.no_grad():
+            values = value_normalizer.denormalize(values_buf)  # (time, envs, agents), return units
+            last_values = value_normalizer.denormalize(critic(state, obs))
+            advantages = compute_gae(rewards_buf, values, last_values, final_values_buf, terminated_buf,
+                                     truncated_buf, args.gamma, args.gae_lambda)
+            returns = advantages + values
+            value_normalizer.update(returns)
+            targets = value_normalizer.normalize(returns)
+
+        # training sequences: (chunks, chunk_length, ...), each starting from the GRU state stored at its start
+        chunk = {name: to_chunks(buffer, args.chunk_length) for name, buffer in dict(
+            obs=obs_buf, state=state_buf, avail=avail_buf, episode_starts=episode_start_buf, actions=actions_buf,
+            log_probs=log_probs_buf, values=values_buf, advantages=advantages, targets=targets).items()}
+        chunk["hidden"] = to_chunks(hidden_buf, args.chunk_length)[:, 0]
+        prune_coef = prune_coef_at(global_step, args)
+        minibatch_chunks = args.num_chunks // args.num_minibatches
+        clipfracs = []
+        for epoch in range(args.update_epochs):
+            order = torch.randperm(args.num_chunks, device=device)
+            for start in range(0, args.num_chunks, minibatch_chunks):
+                mb = {name: tensor[order[start : start + minibatch_chunks]] for name, tensor in chunk.items()}
+                logits, _, log_confidence = agent(mb["obs"], mb["hidden"], episode_starts=mb["episode_starts"])
+                policy = masked_policy(logits, mb["avail"])  # over (chunks, chunk_length, agents)
+                mb_advantages = mb["advantages"]
+                if args.norm_adv:
+                    mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+                policy_loss, approx_kl, clipfrac = ppo_policy_loss(
+                    policy.log_prob(mb["actions"]), mb["log_probs"], mb_advantages, args.clip_coef)
+                entropy = policy.entropy().mean()
+                actor_loss = policy_loss - args.ent_coef * entropy
+                if log_confidence is not None:
+                    # CADP Eq. 3: the pruning loss pulls each agent's confidence onto itself
+                    every_step = torch.ones(log_confidence.shape[:2], device=device)  # chunks have no padding
+                    prune_loss = pruning_loss(log_confidence, every_step)
+                    actor_loss = actor_loss + prune_coef * prune_loss
+                new_values = critic(mb["state"], mb["obs"])
+                v_loss = value_loss(new_values, mb["values"], mb["targets"], args.clip_coef, args.clip_vloss)
+
+                optimizer.zero_grad()
+                (actor_loss + args.vf_coef * v_loss).backward()
+                # clipped apart, as MAPPO's two optimizers do: large value gradients must not shrink the policy's
+                grad_norm = nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
+                nn.utils.clip_grad_norm_(critic.parameters(), args.max_grad_norm)
+                optimizer.step()
+                clipfracs.append(clipfrac.item())
+            if args.target_kl is not None and approx_kl > args.target_kl:
+                break
+
+        predicted, actual = values.flatten(), returns.flatten()
+        explained_variance = (1 - (actual - predicted).var() / actual.var()).item() if actual.var() > 0 else math.nan
+        writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
+        writer.add_scalar("losses/policy_loss", policy_loss.item(), global_step)
+        writer.add_scalar("losses/value_loss", v_loss.item(), global_step)
+        writer.add_scalar("losses/entropy", entropy.item(), global_step)
+        writer.add_scalar("losses/approx_kl", approx_kl.item(), global_step)
+        writer.add_scalar("losses/clipfrac", np.mean(clipfracs), global_step)
+        writer.add_scalar("losses/explained_variance", explained_variance, global_step)
+        writer.add_scalar("losses/grad_norm", grad_norm.item(), global_step)
+        writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
+        if log_confidence is not None:
+            self_weight = log_confidence.diagonal(dim1=-2, dim2=-1).exp().mean()
+            writer.add_scalar("charts/self_attention_weight", self_weight.item(), global_step)
+            writer.add_scalar("losses/prune_loss", prune_loss.item(), global_step)
+            writer.add_scalar("charts/prune_coef", prune_coef, global_step)
+
+        if global_step >= next_eval or iteration == args.num_iterations:
+            next_eval += args.eval_interval
+            results = {}
+            for mode, mode_envs in eval_envs.items():
+                mean_return, win_rate = evaluate(agent, mode_envs, hidden_dim, device,
+                                                 mode == "decentralized", args.eval_greedy)
+                results[mode] = mean_return
+                writer.add_scalar(f"eval/{mode}_episodic_return", mean_return, global_step)
+                if win_rate is not None:
+                    writer.add_scalar(f"eval/{mode}_win_rate", win_rate, global_step)
+            progress.write(f"step {global_step}: eval return CADP(C) {results['centralized']:.3f}, "
+                           f"CADP(D) {results['decentralized']:.3f}")
+        progress.update(global_step, prune_coef=prune_coef)
+
+    progress.close()
+    print(f"final eval after {global_step} steps ({time.time() - start_time:.0f} s): "
+          f"CADP(C) return {results['centralized']:.3f}, CADP(D) return {results['decentralized']:.3f}")
+
+    if args.save_model:
+        run_dir = f"runs/{run_name}"
+        model_path = f"{run_dir}/{args.exp_name}.cadp_model"
+        torch.save({"actor": agent.state_dict(), "critic": critic.state_dict(),
+                    "value_normalizer": value_normalizer.state_dict(), "optimizer": optimizer.state_dict(),
+                    "args": vars(args), "global_step": global_step}, model_path)
+        actor_path = export_decentralized_actor(agent, envs, hidden_dim, run_dir)
+        print(f"model saved to {model_path}; decentralized actor exported to {actor_path}")
+
+    envs.close()
+    for mode_envs in eval_envs.values():
+        mode_envs.close()
+    writer.close()
