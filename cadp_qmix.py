@@ -48,9 +48,9 @@ class Args:
     """save a checkpoint and export the decentralized actor to `runs/{run_name}/`"""
 
     # Algorithm
-    env_id: str = "lbforaging:Foraging-8x8-2p-2f-coop-v3"
+    env_id: str = "lbforaging:Foraging-8x8-2p-3f-v3"
     """the environment id, `module:Id` (see README); the team reward is the sum of the agents' rewards"""
-    total_timesteps: int = 300_000
+    total_timesteps: int = 100_000
     """total environment steps (one joint step of all agents in one env counts 1)"""
     learning_rate: float = 5e-4
     """Adam learning rate"""
@@ -86,7 +86,7 @@ class Args:
     """QMIX mixing-network width"""
     hypernet_embed_dim: int = 64
     """QMIX hypernetwork hidden width"""
-    eval_interval: int = 25_000
+    eval_interval: int = 10_000
     """environment steps between evaluations of CADP(C) and CADP(D)"""
     eval_episodes: int = 32
     """greedy episodes per evaluation of each model"""
