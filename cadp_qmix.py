@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import tyro
 
-from common.envs import EnvError, VecMultiAgentEnv
+from common.envs import EnvError, VecMultiAgentEnv, make_vec_env
 from common.logger import Progress, make_run_name, make_writer
 
 
@@ -337,9 +337,9 @@ if __name__ == "__main__":
 
     try:
         env_kwargs = dict(agent_id_feature=args.obs_agent_id, last_action_feature=args.obs_last_action)
-        envs = VecMultiAgentEnv(args.env_id, args.num_envs, args.seed, **env_kwargs)
+        envs = make_vec_env(args.env_id, args.num_envs, args.seed, **env_kwargs)
         # C and D play from the same seeds, so their eval episodes start alike
-        eval_envs = {mode: VecMultiAgentEnv(args.env_id, args.eval_episodes, args.seed + 100_000, **env_kwargs)
+        eval_envs = {mode: make_vec_env(args.env_id, args.eval_episodes, args.seed + 100_000, **env_kwargs)
                      for mode in ("centralized", "decentralized")}
     except EnvError as error:
         raise SystemExit(f"error: {error}") from None

@@ -563,3 +563,11 @@ class VecMultiAgentEnv:
     def close(self) -> None:
         for env in self.envs:
             env.close()
+
+
+def make_vec_env(env_id: str, num_envs: int, seed: int, agent_id_feature: bool = False,
+                 last_action_feature: bool = False, env_kwargs: dict | None = None) -> VecMultiAgentEnv:
+    """The vectorised env for an id: what the training scripts call (same arguments as
+    VecMultiAgentEnv, which it returns for every family here)."""
+    return VecMultiAgentEnv(env_id, num_envs, seed, agent_id_feature, last_action_feature, env_kwargs)
+
