@@ -9,6 +9,8 @@ an adapter:
   (``module.name.parallel_env()``, built with ``continuous_actions=False`` when it accepts it);
 * ``matrix:climbing``, ``matrix:penalty``, ``matrix:two_step``: tiny cooperative games for
   fast learning tests (``MATRIX_GAMES`` holds their payoffs and optimal returns).
+* ``smax:3m``, ``smax:5m_vs_6m``, ...: SMAX maps (optional extra), through ``make_vec_env`` only,
+  which returns common.smax.SMAXVecEnv for them (VecMultiAgentEnv's interface).
 
 Every adapter is a ``MultiAgentEnv``::
 
@@ -77,7 +79,7 @@ from gymnasium import spaces
 DEFAULT_EPISODE_LIMIT = 1000  # for envs that expose no step limit of their own
 
 _ID_EXAMPLES = ("lbforaging:Foraging-8x8-2p-3f-v3, rware:rware-tiny-2ag-v2, mpe2:simple_spread_v3, "
-                "pettingzoo.sisl:pursuit_v5, matrix:climbing")
+                "pettingzoo.sisl:pursuit_v5, matrix:climbing, smax:5m_vs_6m (with make_vec_env)")
 # pip names of modules whose import name differs (others: `pip install <module>`)
 _PIP_NAMES = {"Box2D": "box2d-py"}
 
@@ -419,6 +421,8 @@ def make_env(env_id: str, seed: int | None = None, **env_kwargs) -> MultiAgentEn
                        f"env), e.g. {_ID_EXAMPLES}")
     if module_name == "matrix":
         return MatrixGameEnv(name)
+    if module_name == "smax":  # batched JAX code: no single-env adapter (nor a pip package "smax")
+        raise EnvError(f"{env_id}: SMAX maps are vectorised envs only: make_vec_env({env_id!r}, ...)")
     module = _import(module_name, env_id)
     if name in gymnasium.registry:
         env = gymnasium.make(name, disable_env_checker=True, **env_kwargs)
@@ -471,6 +475,29 @@ def make_env(env_id: str, seed: int | None = None, **env_kwargs) -> MultiAgentEn
 
 
 # Vectorised envs with pymarl-style observation features
+def feature_layout(env_obs_dim: int, n_agents: int, n_actions: int, agent_id_feature: bool,
+                   last_action_feature: bool) -> list[tuple[str, int]]:
+    """obs_layout of a vectorised env: the parts of an observation, in concatenation order."""
+    layout = [("env_observation", env_obs_dim)]
+    if agent_id_feature:
+        layout.append(("agent_id_onehot", n_agents))
+    if last_action_feature:
+        layout.append(("last_action_onehot", n_actions))
+    return layout
+
+
+def checked_actions(actions, avail: np.ndarray) -> np.ndarray:
+    """actions (E, N) as int64, checked against avail (E, N, A). An unavailable action is a learner
+    bug that the envs would hide: LBF plays it as "none", SMAX an impossible attack as "stop"."""
+    actions = np.asarray(actions, dtype=np.int64)
+    if actions.shape != avail.shape[:2]:
+        raise ValueError(f"actions must have shape {avail.shape[:2]}, got {actions.shape}")
+    if actions.min() < 0 or actions.max() >= avail.shape[2] or \
+            not np.take_along_axis(avail, actions[..., None], axis=2).all():
+        raise ValueError("some actions are unavailable (see avail)")
+    return actions
+
+
 class VecMultiAgentEnv:
     """num_envs copies of one env in a plain list (gymnasium's vector envs reject per-agent
     reward lists, and their next-step autoreset inserts a dummy transition). The module
@@ -487,11 +514,7 @@ class VecMultiAgentEnv:
         self.episode_limit, self.has_win, self.env_obs_dim = first.episode_limit, first.has_win, first.obs_dim
         n, a = self.n_agents, self.n_actions
 
-        self.obs_layout = [("env_observation", self.env_obs_dim)]
-        if agent_id_feature:
-            self.obs_layout.append(("agent_id_onehot", n))
-        if last_action_feature:
-            self.obs_layout.append(("last_action_onehot", a))
+        self.obs_layout = feature_layout(self.env_obs_dim, n, a, agent_id_feature, last_action_feature)
         self.obs_dim = sum(size for _, size in self.obs_layout)
 
         # preallocated buffers, updated in place each step and copied out
@@ -524,13 +547,7 @@ class VecMultiAgentEnv:
     def step(self, actions: np.ndarray):
         if not self._ready:
             raise RuntimeError("call reset() before step()")
-        actions = np.asarray(actions, dtype=np.int64)
-        if actions.shape != (self.num_envs, self.n_agents):
-            raise ValueError(f"actions must have shape {(self.num_envs, self.n_agents)}, got {actions.shape}")
-        # an unavailable action is a learner bug; LBF would silently turn it into "none"
-        if actions.min() < 0 or actions.max() >= self.n_actions or \
-                not self._avail[self._rows, self._cols, actions].all():
-            raise ValueError("some actions are unavailable (see avail)")
+        actions = checked_actions(actions, self._avail)
         d = self.env_obs_dim
         reward = np.zeros(self.num_envs, np.float32)
         terminated = np.zeros(self.num_envs, bool)
@@ -568,6 +585,11 @@ class VecMultiAgentEnv:
 def make_vec_env(env_id: str, num_envs: int, seed: int, agent_id_feature: bool = False,
                  last_action_feature: bool = False, env_kwargs: dict | None = None) -> VecMultiAgentEnv:
     """The vectorised env for an id: what the training scripts call (same arguments as
-    VecMultiAgentEnv, which it returns for every family here)."""
+    VecMultiAgentEnv, which it returns for every family but SMAX: ``smax:<map>`` ids get
+    common.smax.SMAXVecEnv, the same interface with all envs stepped in one JAX call)."""
+    if env_id.partition(":")[0] == "smax":
+        from common.smax import SMAXVecEnv  # imported here: jax is an optional extra
+
+        return SMAXVecEnv(env_id, num_envs, seed, agent_id_feature, last_action_feature, env_kwargs)
     return VecMultiAgentEnv(env_id, num_envs, seed, agent_id_feature, last_action_feature, env_kwargs)
 

@@ -1,0 +1,198 @@
+"""SMAX, JaxMARL's JAX re-implementation of SMAC maps, behind ``VecMultiAgentEnv``'s interface.
+
+Env ids ``smax:<map>``: ``smax:3m``, ``smax:2s3z``, ``smax:5m_vs_6m``, ``smax:3s5z_vs_3s6z``, ...,
+every map of the installed jaxmarl (``smax_maps()``; SMAX has no ``corridor``). Needs the optional
+extra: ``pip install --no-deps -r requirements-smax.txt``. The allies are the learners; the enemies
+play SMAX's heuristic (``HeuristicEnemySMAX``: each enemy attacks the closest ally), in the role of
+SMAC's built-in AI.
+
+``SMAXVecEnv(env_id, num_envs, seed, agent_id_feature, last_action_feature, env_kwargs)`` has the
+attributes, reset/step values, info keys, seeding, auto-reset and observation features that the
+module docstring of common/envs.py gives for ``VecMultiAgentEnv`` (``env_kwargs`` go to
+``HeuristicEnemySMAX``, e.g. ``max_steps``). What the SMAX arrays are:
+
+* obs: each ally's own unit-list observation (relative features of the other units, then its own);
+  state: SMAX's ``world_state`` (every unit's health, position, cooldown and type, team, type id);
+* avail: SMAX's ``get_avail_actions``: 0-3 move, 4 stop (always available; the only action of a
+  dead ally), 5 + k attack enemy k (alive and in range);
+* reward: the allies' team reward, one scalar shared by all of them (used as is, not summed):
+  the enemies' health lost this step as a fraction of their team's, plus 1.0 for a won battle;
+* win: every enemy dead while an ally lives (the condition of SMAX's won-battle bonus);
+  terminated: one side is all dead; truncated: the step limit (``episode_limit`` = SMAX's
+  ``max_steps``, 100) ran out, after exactly that many steps (SMAX itself would play one more).
+
+All num_envs copies step in one jitted, vmapped call; the states and RNG keys stay JAX arrays
+between calls. The first call of a shape compiles (seconds); the compiled functions are shared by
+envs of the same map, features and ``num_envs`` (a script's two eval envs compile once).
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from functools import lru_cache
+
+import numpy as np
+
+from common.envs import EnvError, checked_actions, feature_layout
+
+INSTALL_HINT = "pip install --no-deps -r requirements-smax.txt"
+
+_streams = sys.stdout, sys.stderr
+try:
+    import jax
+    import jax.numpy as jnp
+    from jaxmarl.environments.smax import HeuristicEnemySMAX, map_name_to_scenario
+    from jaxmarl.environments.smax.smax_env import MAP_NAME_TO_SCENARIO
+except ModuleNotFoundError as error:
+    _MISSING = (error.name or "jaxmarl").split(".")[0]
+else:
+    _MISSING = None
+finally:
+    # importing jaxmarl probes for brax with sys.stdout/stderr pointed at devnull, then sets them
+    # to the process's own streams: that would drop any redirection (pytest's, a notebook's)
+    sys.stdout, sys.stderr = _streams
+
+
+def smax_maps() -> list[str]:
+    """The SMAX map names of the installed jaxmarl ([] without it)."""
+    return [] if _MISSING else sorted(MAP_NAME_TO_SCENARIO)
+
+
+@lru_cache(maxsize=None)
+def _smax_functions(map_name: str, agent_id_feature: bool, last_action_feature: bool, **env_kwargs):
+    """(env, reset, step): batched, jitted functions over one env's key, state and actions.
+    jit keys its compile cache on the function object, so one per configuration serves every
+    instance of it."""
+    env = HeuristicEnemySMAX(scenario=map_name_to_scenario(map_name), **env_kwargs)
+    n, a = env.num_allies, env.action_spaces[env.agents[0]].n
+    no_last_action = jnp.zeros((n, a), jnp.float32)
+
+    def observe(obs, state, last_action):
+        """obs (n, obs_dim) with the features in obs_layout's order, world state (S,), avail (n, a)."""
+        parts = [jnp.stack([obs[agent] for agent in env.agents])]
+        if agent_id_feature:
+            parts.append(jnp.eye(n, dtype=jnp.float32))
+        if last_action_feature:
+            parts.append(last_action)
+        avail = env.get_avail_actions(state)
+        return (jnp.concatenate(parts, axis=-1), obs["world_state"],
+                jnp.stack([avail[agent] for agent in env.agents]).astype(bool))
+
+    def reset(key):
+        key, reset_key = jax.random.split(key)
+        obs, state = env.reset(reset_key)
+        return key, state, observe(obs, state, no_last_action)
+
+    def step(key, state, actions):  # actions (n,) int32
+        key, step_key, reset_key = jax.random.split(key, 3)
+        # step_env, not step: step's own auto-reset would hide the finished episode's last arrays
+        obs, state, rewards, dones, _ = env.step_env(
+            step_key, state, {agent: actions[i] for i, agent in enumerate(env.agents)})
+        final = observe(obs, state, jax.nn.one_hot(actions, a, dtype=jnp.float32))
+        alive = state.state.unit_alive  # (n + enemies,), allies first
+        allies_dead, enemies_dead = ~alive[:n].any(), ~alive[n:].any()
+        terminated = allies_dead | enemies_dead
+        # SMAX tests its limit before counting the step, so its episodes last max_steps + 1 steps;
+        # like SMAC's episode_limit (and so that buffers of episode_limit steps fit), end at max_steps
+        done = dones["__all__"] | (state.state.step >= env.max_steps)
+
+        # vmap turns a cond into a select of both branches anyway: always compute the reset
+        _, reset_state, fresh = reset(reset_key)
+        state = jax.tree.map(lambda r, s: jnp.where(done, r, s), reset_state, state)
+        current = jax.tree.map(lambda r, f: jnp.where(done, r, f), fresh, final)
+        return (key, state, current, final, rewards[env.agents[0]], terminated, done & ~terminated,
+                enemies_dead & ~allies_dead)
+
+    return env, jax.jit(jax.vmap(reset)), jax.jit(jax.vmap(step))
+
+
+class SMAXVecEnv:
+    """num_envs copies of one SMAX map, stepped together (see the module docstring)."""
+
+    has_win = True
+
+    def __init__(self, env_id: str, num_envs: int, seed: int, agent_id_feature: bool = False,
+                 last_action_feature: bool = False, env_kwargs: dict | None = None):
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if _MISSING:
+            raise EnvError(f"{env_id} needs jaxmarl and jax ({_MISSING!r} is not installed); {INSTALL_HINT}")
+        map_name = env_id.partition(":")[2]
+        if map_name not in MAP_NAME_TO_SCENARIO:
+            close = difflib.get_close_matches(map_name, smax_maps(), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise EnvError(f"{env_id}: SMAX has no map {map_name!r}{hint}; available: {', '.join(smax_maps())}")
+        self._config = (map_name, agent_id_feature, last_action_feature, dict(env_kwargs or {}))
+        env, self._reset_fn, self._step_fn = _functions(self._config)
+
+        self.env_id, self.num_envs, self.seed = env_id, num_envs, seed
+        self.n_agents, self.n_actions = env.num_allies, env.action_spaces[env.agents[0]].n
+        self.state_dim, self.env_obs_dim, self.episode_limit = env.state_size, env.obs_size, env.max_steps
+        self.obs_layout = feature_layout(self.env_obs_dim, self.n_agents, self.n_actions, agent_id_feature,
+                                         last_action_feature)
+        self.obs_dim = sum(size for _, size in self.obs_layout)
+
+        self._keys = self._states = self._avail = None  # JAX keys (E, 2) and states; avail as numpy
+        self._return = np.zeros(num_envs, np.float64)
+        self._length = np.zeros(num_envs, np.int64)
+
+    def reset(self):
+        if self._keys is None:  # env i starts from seed + i once; later resets continue its key
+            self._keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(self.num_envs) + self.seed)
+        self._keys, self._states, arrays = self._reset_fn(self._keys)
+        self._return[:], self._length[:] = 0.0, 0
+        obs, state, self._avail = _to_numpy(arrays)
+        return obs, state, self._avail.copy()
+
+    def step(self, actions: np.ndarray):
+        if self._states is None:
+            raise RuntimeError("call reset() before step()")
+        actions = checked_actions(actions, self._avail)
+        self._keys, self._states, current, final, reward, terminated, truncated, win = self._step_fn(
+            self._keys, self._states, jnp.asarray(actions, jnp.int32))
+        obs, state, self._avail = _to_numpy(current)
+        final_obs, final_state, final_avail = _to_numpy(final)
+        reward, terminated, truncated, win = _to_numpy((reward, terminated, truncated, win))
+
+        self._return += reward  # summed in float64, as VecMultiAgentEnv does
+        self._length += 1
+        done = terminated | truncated
+        episode_return = np.where(done, self._return, 0.0).astype(np.float32)
+        episode_length = np.where(done, self._length, 0)
+        self._return[done], self._length[done] = 0.0, 0
+        info = {"final_obs": final_obs, "final_state": final_state, "final_avail": final_avail,
+                "episode_return": episode_return, "episode_length": episode_length, "win": win}
+        return obs, state, self._avail.copy(), reward, terminated, truncated, info
+
+    def close(self) -> None:
+        self._keys = self._states = self._avail = None
+
+    @property
+    def envs(self) -> list[SMAXVecEnv]:
+        """Stands in for VecMultiAgentEnv's list of per-env adapters, for code that pickles or
+        measures that list: here one batched state holds every copy."""
+        return [self]
+
+    # pickling (checkpoints): the keys and states are JAX arrays, which pickle as numpy; the
+    # jitted functions close over the jaxmarl env and are rebuilt (or found compiled) on load
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_reset_fn", "_step_fn")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        _, self._reset_fn, self._step_fn = _functions(self._config)
+
+
+def _functions(config: tuple):
+    map_name, agent_id_feature, last_action_feature, env_kwargs = config
+    try:
+        return _smax_functions(map_name, agent_id_feature, last_action_feature, **env_kwargs)
+    except TypeError:  # an unhashable kwarg: compiled for this instance only
+        return _smax_functions.__wrapped__(map_name, agent_id_feature, last_action_feature, **env_kwargs)
+
+
+def _to_numpy(arrays) -> tuple[np.ndarray, ...]:
+    # np.asarray of a CPU JAX array is a read-only view of its buffer; one copy makes it the
+    # caller's (writable, as VecMultiAgentEnv's arrays are; torch.as_tensor warns on read-only ones)
+    return tuple(np.array(x) for x in arrays)
