@@ -13,6 +13,7 @@ import copy
 import json
 import math
 import os
+import pickle
 import random
 import time
 from dataclasses import dataclass
@@ -20,16 +21,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn as nn
-import tyro
 from torch.distributions import Categorical
 
+from common.checkpoint import (Checkpointer, check_flags, check_memory, env_spec, fail, measure_envs,
+                               parse_args, restore, rng_state, save_atomic, set_rng_state, snapshot)
 from common.envs import EnvError, VecMultiAgentEnv, make_vec_env
-from common.logger import Progress, make_run_name, make_writer
+from common.logger import Progress, log_confidence_matrix, make_run_name, make_writer, print_eval_table
+
+SCRIPT = os.path.basename(__file__)[: -len(".py")]
 
 
 @dataclass
 class Args:
-    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    exp_name: str = SCRIPT
     """the name of this experiment"""
     seed: int = 1
     """seed of the experiment"""
@@ -47,6 +51,16 @@ class Args:
     """the wandb entity (team)"""
     save_model: bool = False
     """save a checkpoint and export the decentralized actor to `runs/{run_name}/`"""
+    checkpoint_interval: int = 100_000
+    """environment steps between checkpoints in `runs/{run_name}/checkpoints/`, at rollout ends (0 = none)"""
+    keep_checkpoints: int = 3
+    """how many of the latest periodic checkpoints to keep"""
+    resume: str | None = None
+    """continue the run of this checkpoint file or run directory (its latest); flags given override the run's own"""
+    eval_only: bool = False
+    """only evaluate CADP(C) and CADP(D) of `--checkpoint` and print a table"""
+    checkpoint: str | None = None
+    """the checkpoint file or run directory for `--eval-only`"""
 
     # Algorithm
     env_id: str = "lbforaging:Foraging-8x8-2p-3f-v3"
@@ -122,6 +136,20 @@ class Args:
     """training sequences per rollout (num_envs * num_steps / chunk_length)"""
     num_iterations: int = 0
     """rollout-and-update iterations (total_timesteps // batch_size)"""
+
+
+def validate(args: Args) -> None:
+    """Flags that cannot work stop here, each with one `error:` line (exit code 2)."""
+    check_flags(args, positive=("total_timesteps", "learning_rate", "num_envs", "num_steps", "num_minibatches",
+                                "update_epochs", "chunk_length", "max_grad_norm", "hidden_dim", "eval_interval",
+                                "eval_episodes", "att_heads", "att_embed_dim", "keep_checkpoints", "torch_threads"),
+                non_negative=("clip_coef", "ent_coef", "vf_coef", "prune_coef", "checkpoint_interval"),
+                fractions=("gamma", "gae_lambda", "prune_start_fraction", "prune_ramp_fraction"))
+    if args.num_steps % args.chunk_length or args.num_envs * args.num_steps // args.chunk_length % args.num_minibatches:
+        fail("--num-steps must be a multiple of --chunk-length, and the chunks "
+             "(num_envs * num_steps / chunk_length) a multiple of --num-minibatches")
+    if args.eval_only and not args.checkpoint:
+        fail("--eval-only needs --checkpoint PATH (a checkpoint file or a run directory)")
 
 
 def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
@@ -331,13 +359,18 @@ def to_chunks(x: torch.Tensor, chunk_length: int) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(agent, envs: VecMultiAgentEnv, hidden_dim: int, device, decentralized: bool, greedy: bool):
-    """Returns (and wins) of one episode in each of the eval envs."""
+    """Returns (and wins) of one episode in each of the eval envs, and the mean confidence matrix c
+    (heads, agents, agents) over their steps (None for CADP(D) or without advice)."""
     obs, _, avail = envs.reset()
     hidden = torch.zeros(envs.num_envs, envs.n_agents, hidden_dim, device=device)
     finished = np.zeros(envs.num_envs, bool)
     returns, wins = np.zeros(envs.num_envs), np.zeros(envs.num_envs)
+    confidence, steps = 0.0, 0
     while not finished.all():
-        logits, hidden, _ = agent(torch.as_tensor(obs, device=device).unsqueeze(1), hidden, decentralized)
+        logits, hidden, log_confidence = agent(torch.as_tensor(obs, device=device).unsqueeze(1), hidden, decentralized)
+        if log_confidence is not None:  # CADP Eq. 1's c, over the envs still in their episode
+            confidence = confidence + log_confidence[torch.as_tensor(~finished, device=device), 0].exp().sum(dim=0)
+            steps += int((~finished).sum())
         policy = masked_policy(logits[:, 0], torch.as_tensor(avail, device=device))
         actions = policy.probs.argmax(dim=-1) if greedy else policy.sample()
         obs, _, avail, _, terminated, truncated, info = envs.step(actions.cpu().numpy())
@@ -346,7 +379,7 @@ def evaluate(agent, envs: VecMultiAgentEnv, hidden_dim: int, device, decentraliz
         if envs.has_win:
             wins[just_finished] = info["win"][just_finished]
         finished |= just_finished
-    return returns.mean(), (wins.mean() if envs.has_win else None)
+    return returns.mean(), (wins.mean() if envs.has_win else None), (confidence / steps if steps else None)
 
 
 class DecentralizedActor(nn.Module):
@@ -385,10 +418,8 @@ def export_decentralized_actor(agent: CADPAgent, envs: VecMultiAgentEnv, hidden_
 
 
 if __name__ == "__main__":
-    args = tyro.cli(Args)
-    if args.num_steps % args.chunk_length or (args.num_envs * args.num_steps // args.chunk_length) % args.num_minibatches:
-        raise SystemExit("error: num_steps must be a multiple of chunk_length, and the chunks "
-                         "(num_envs * num_steps / chunk_length) a multiple of num_minibatches")
+    args, checkpoint = parse_args(Args, SCRIPT)  # with --resume/--checkpoint: its flags, overridden by those given
+    validate(args)
     args.batch_size = args.num_envs * args.num_steps
     args.num_chunks = args.batch_size // args.chunk_length
     args.num_iterations = max(1, args.total_timesteps // args.batch_size)
@@ -402,20 +433,33 @@ if __name__ == "__main__":
 
     try:
         env_kwargs = dict(agent_id_feature=args.obs_agent_id, last_action_feature=args.obs_last_action)
+        # refuse up front what cannot fit in memory: the rollout with the activations of its update, and the envs
+        probe, env_bytes = measure_envs(lambda n: make_vec_env(args.env_id, n, args.seed, **env_kwargs))
+        # per env step: the stored rollout, its chunked copy, the update's activations (~32 KB on LBF by default)
+        step_bytes = 4 * probe.n_agents * (3 * probe.obs_dim + 44 * args.hidden_dim + 4 * probe.n_actions
+                                           + 8 * args.att_heads * args.att_embed_dim) + 12 * probe.state_dim
+        check_memory({"rollout and update": step_bytes * args.batch_size // args.num_minibatches,
+                      "envs": env_bytes * (args.num_envs + 2 * args.eval_episodes)},
+                     "--num-envs, --num-steps or --eval-episodes (or raise --num-minibatches)")
         envs = make_vec_env(args.env_id, args.num_envs, args.seed, **env_kwargs)
         # C and D play from the same seeds, so their eval episodes start alike
         eval_envs = {mode: make_vec_env(args.env_id, args.eval_episodes, args.seed + 100_000, **env_kwargs)
                      for mode in ("centralized", "decentralized")}
     except EnvError as error:
-        raise SystemExit(f"error: {error}") from None
-    run_name = make_run_name(args.env_id, args.exp_name, args.seed)
-    writer = make_writer(run_name, args, args.track, args.wandb_project_name, args.wandb_entity)
+        fail(str(error))
 
     n_agents, hidden_dim = envs.n_agents, args.hidden_dim
     agent = CADPAgent(envs.obs_dim, envs.n_actions, args).to(device)
     critic = Critic(envs.state_dim, envs.obs_dim, n_agents, hidden_dim, args.agent_specific_state).to(device)
     value_normalizer = ValueNormalizer().to(device)
     optimizer = torch.optim.Adam(list(agent.parameters()) + list(critic.parameters()), lr=args.learning_rate, eps=1e-5)
+    if checkpoint is not None:
+        restore(checkpoint, envs, actor=agent, critic=critic, value_normalizer=value_normalizer, optimizer=optimizer)
+    if args.eval_only:
+        results = {mode: evaluate(agent, mode_envs, hidden_dim, device, mode == "decentralized", args.eval_greedy)[:2]
+                   for mode, mode_envs in eval_envs.items()}
+        print_eval_table(results, checkpoint, args.eval_episodes, "greedy" if args.eval_greedy else "sampled")
+        raise SystemExit(0)
 
     # rollout storage, (time, envs, ...); step t holds what the networks saw before action t
     T, E = args.num_steps, args.num_envs
@@ -435,13 +479,37 @@ if __name__ == "__main__":
     def as_tensors(*arrays):
         return [torch.as_tensor(array, device=device) for array in arrays]
 
-    start_time = time.time()
-    progress = Progress(args.total_timesteps, f"{args.exp_name} {args.env_id}")
     obs, state, avail = as_tensors(*envs.reset())
     hidden = torch.zeros(E, n_agents, hidden_dim, device=device)
     episode_start = torch.ones(E, dtype=torch.bool, device=device)
-    next_eval, global_step = 0, 0
-    for iteration in range(1, args.num_iterations + 1):
+    iteration, next_eval, global_step = checkpoint["loop"] if args.resume else (0, 0, 0)
+    if args.resume:  # continue exactly where the checkpoint left off, at the end of a rollout (README: Long runs)
+        if iteration >= args.num_iterations:
+            fail(f"{checkpoint['path']} is at step {global_step}: the run is complete; a larger --total-timesteps trains on")
+        if checkpoint["envs"] is None:  # the envs could not be pickled: new episodes from a new seed
+            envs = make_vec_env(args.env_id, args.num_envs, args.seed + global_step, **env_kwargs)
+            obs, state, avail = as_tensors(*envs.reset())
+        else:
+            envs, eval_envs, obs, state, avail, hidden, episode_start = pickle.loads(checkpoint["envs"])
+        set_rng_state(checkpoint["rng"])
+    run_dir = checkpoint["run_dir"] if args.resume else f"runs/{make_run_name(args.env_id, args.exp_name, args.seed)}"
+    writer = make_writer(run_dir, args, args.track, args.wandb_project_name, args.wandb_entity,
+                         purge_step=global_step + 1 if args.resume else None)
+
+    def checkpoint_state() -> dict:
+        """What a checkpoint holds: everything needed to continue this run as if never stopped."""
+        return {"script": SCRIPT, "env": env_spec(envs), "args": vars(args), "global_step": global_step,
+                "loop": (iteration, next_eval, global_step), "rng": rng_state(),
+                "actor": agent.state_dict(), "critic": critic.state_dict(),
+                "value_normalizer": value_normalizer.state_dict(), "optimizer": optimizer.state_dict(),
+                # the envs with their RNGs, and the episodes in progress in them
+                "envs": snapshot((envs, eval_envs, obs, state, avail, hidden, episode_start), args.env_id)}
+
+    start_time, start_step = time.time(), global_step
+    progress = Progress(args.total_timesteps, f"{args.exp_name} {args.env_id}", initial=global_step)
+    checkpointer = Checkpointer(run_dir, args.checkpoint_interval, args.keep_checkpoints, writer, progress,
+                                resumed_step=global_step if args.resume else None)
+    for iteration in range(iteration + 1, args.num_iterations + 1):
         if args.anneal_lr:
             for group in optimizer.param_groups:
                 group["lr"] = (1.0 - (iteration - 1.0) / args.num_iterations) * args.learning_rate
@@ -516,6 +584,9 @@ if __name__ == "__main__":
                 # clipped apart, as MAPPO's two optimizers do: large value gradients must not shrink the policy's
                 grad_norm = nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
                 nn.utils.clip_grad_norm_(critic.parameters(), args.max_grad_norm)
+                checkpointer.check_finite(global_step, policy_loss=policy_loss, value_loss=v_loss, entropy=entropy,
+                                          prune_loss=prune_loss if log_confidence is not None else 0.0,
+                                          grad_norm=grad_norm)
                 optimizer.step()
                 clipfracs.append(clipfrac.item())
             if args.target_kl is not None and approx_kl > args.target_kl:
@@ -531,7 +602,7 @@ if __name__ == "__main__":
         writer.add_scalar("losses/clipfrac", np.mean(clipfracs), global_step)
         writer.add_scalar("losses/explained_variance", explained_variance, global_step)
         writer.add_scalar("losses/grad_norm", grad_norm.item(), global_step)
-        writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
+        writer.add_scalar("charts/SPS", int((global_step - start_step) / (time.time() - start_time)), global_step)
         if log_confidence is not None:
             self_weight = log_confidence.diagonal(dim1=-2, dim2=-1).exp().mean()
             writer.add_scalar("charts/self_attention_weight", self_weight.item(), global_step)
@@ -542,26 +613,27 @@ if __name__ == "__main__":
             next_eval += args.eval_interval
             results = {}
             for mode, mode_envs in eval_envs.items():
-                mean_return, win_rate = evaluate(agent, mode_envs, hidden_dim, device,
-                                                 mode == "decentralized", args.eval_greedy)
+                mean_return, win_rate, confidence = evaluate(agent, mode_envs, hidden_dim, device,
+                                                             mode == "decentralized", args.eval_greedy)
                 results[mode] = mean_return
                 writer.add_scalar(f"eval/{mode}_episodic_return", mean_return, global_step)
                 if win_rate is not None:
                     writer.add_scalar(f"eval/{mode}_win_rate", win_rate, global_step)
+                if confidence is not None:  # CADP: whom each agent listens to; pruning moves it onto the diagonal
+                    log_confidence_matrix(writer, run_dir, confidence, global_step)
             progress.write(f"step {global_step}: eval return CADP(C) {results['centralized']:.3f}, "
                            f"CADP(D) {results['decentralized']:.3f}")
         progress.update(global_step, prune_coef=prune_coef)
+        if checkpointer.due(global_step):  # every --checkpoint-interval steps, and on SIGINT/SIGTERM (then exits)
+            checkpointer.save(checkpoint_state(), global_step)
 
     progress.close()
     print(f"final eval after {global_step} steps ({time.time() - start_time:.0f} s): "
           f"CADP(C) return {results['centralized']:.3f}, CADP(D) return {results['decentralized']:.3f}")
 
     if args.save_model:
-        run_dir = f"runs/{run_name}"
         model_path = f"{run_dir}/{args.exp_name}.cadp_model"
-        torch.save({"actor": agent.state_dict(), "critic": critic.state_dict(),
-                    "value_normalizer": value_normalizer.state_dict(), "optimizer": optimizer.state_dict(),
-                    "args": vars(args), "global_step": global_step}, model_path)
+        save_atomic(checkpoint_state(), model_path)
         actor_path = export_decentralized_actor(agent, envs, hidden_dim, run_dir)
         print(f"model saved to {model_path}; decentralized actor exported to {actor_path}")
 

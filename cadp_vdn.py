@@ -13,6 +13,7 @@ import copy
 import json
 import math
 import os
+import pickle
 import random
 import time
 from dataclasses import dataclass
@@ -20,15 +21,18 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn as nn
-import tyro
 
+from common.checkpoint import (Checkpointer, check_flags, check_memory, env_spec, fail, measure_envs,
+                               parse_args, restore, rng_state, save_atomic, set_rng_state, snapshot)
 from common.envs import EnvError, VecMultiAgentEnv, make_vec_env
-from common.logger import Progress, make_run_name, make_writer
+from common.logger import Progress, log_confidence_matrix, make_run_name, make_writer, print_eval_table
+
+SCRIPT = os.path.basename(__file__)[: -len(".py")]
 
 
 @dataclass
 class Args:
-    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    exp_name: str = SCRIPT
     """the name of this experiment"""
     seed: int = 1
     """seed of the experiment"""
@@ -46,6 +50,18 @@ class Args:
     """the wandb entity (team)"""
     save_model: bool = False
     """save a checkpoint and export the decentralized actor to `runs/{run_name}/`"""
+    checkpoint_interval: int = 25_000
+    """environment steps between checkpoints in `runs/{run_name}/checkpoints/` (0 = none)"""
+    keep_checkpoints: int = 3
+    """how many of the latest periodic checkpoints to keep"""
+    checkpoint_buffer_max_mb: int = 512
+    """checkpoints include the replay buffer while it is at most this large (MiB); README: Long runs"""
+    resume: str | None = None
+    """continue the run of this checkpoint file or run directory (its latest); flags given override the run's own"""
+    eval_only: bool = False
+    """only evaluate CADP(C) and CADP(D) of `--checkpoint` and print a table"""
+    checkpoint: str | None = None
+    """the checkpoint file or run directory for `--eval-only`"""
 
     # Algorithm
     env_id: str = "lbforaging:Foraging-8x8-2p-3f-v3"
@@ -100,6 +116,20 @@ class Args:
     """fraction of `total_timesteps` after which the pruning loss is switched on"""
     prune_ramp_fraction: float = 0.0
     """fraction of `total_timesteps` over which alpha ramps linearly from 0 (0 = switch on at once)"""
+
+
+def validate(args: Args) -> None:
+    """Flags that cannot work stop here, each with one `error:` line (exit code 2)."""
+    check_flags(args, positive=("total_timesteps", "learning_rate", "num_envs", "buffer_size", "batch_size",
+                                "target_network_frequency", "max_grad_norm", "hidden_dim", "eval_interval",
+                                "eval_episodes", "att_heads", "att_embed_dim", "keep_checkpoints", "torch_threads"),
+                non_negative=("learning_starts", "prune_coef", "checkpoint_interval", "checkpoint_buffer_max_mb"),
+                fractions=("gamma", "start_e", "end_e", "exploration_fraction", "prune_start_fraction",
+                           "prune_ramp_fraction"))
+    if args.batch_size > args.buffer_size:
+        fail(f"--batch-size {args.batch_size} is larger than --buffer-size {args.buffer_size} (both count episodes)")
+    if args.eval_only and not args.checkpoint:
+        fail("--eval-only needs --checkpoint PATH (a checkpoint file or a run directory)")
 
 
 class AdviceAttention(nn.Module):
@@ -228,6 +258,24 @@ class EpisodeBuffer:
         batch["mask"] = (torch.arange(max_len) < torch.as_tensor(self.length[index])[:, None]).float().to(device)
         return batch
 
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(self, name).nbytes for name in self.fields + ("length",))
+
+    def state_dict(self, max_bytes: float) -> dict | None:
+        """The stored episodes, as tensors (torch.save writes them without a copy); None above max_bytes."""
+        if self.nbytes * self.size > max_bytes * self.capacity:
+            return None
+        return {"size": self.size, "next_index": self.next_index,
+                **{name: torch.from_numpy(getattr(self, name)[: self.size]) for name in self.fields + ("length",)}}
+
+    def load_state_dict(self, state: dict | None) -> None:
+        if state is None:
+            return print("note: the checkpoint holds no replay buffer (above --checkpoint-buffer-max-mb); it refills")
+        self.size, self.next_index = state["size"], state["next_index"]
+        for name in self.fields + ("length",):
+            getattr(self, name)[: self.size] = state[name].numpy()
+
 
 def select_actions(agent, obs, hidden, avail, epsilon: float, decentralized: bool = False):
     """Epsilon-greedy over available actions for a batch of envs.
@@ -244,21 +292,26 @@ def select_actions(agent, obs, hidden, avail, epsilon: float, decentralized: boo
 
 @torch.no_grad()
 def evaluate(agent, envs: VecMultiAgentEnv, hidden_dim: int, device, decentralized: bool):
-    """Greedy returns (and wins) of one episode in each of the eval envs."""
+    """Greedy returns (and wins) of one episode in each of the eval envs, and the mean confidence
+    matrix c (heads, agents, agents) over their steps (None for CADP(D) or without advice)."""
     obs, _, avail = envs.reset()
     hidden = torch.zeros(envs.num_envs, envs.n_agents, hidden_dim, device=device)
     finished = np.zeros(envs.num_envs, bool)
     returns, wins = np.zeros(envs.num_envs), np.zeros(envs.num_envs)
+    confidence, steps = 0.0, 0
     while not finished.all():
         actions, hidden = select_actions(agent, torch.as_tensor(obs, device=device), hidden,
                                          torch.as_tensor(avail, device=device), 0.0, decentralized)
+        if agent.advice is not None and not decentralized:  # CADP Eq. 1's c, over the envs still in their episode
+            confidence = confidence + agent.advice(torch.as_tensor(obs[~finished], device=device))[1].exp().sum(dim=0)
+            steps += int((~finished).sum())
         obs, _, avail, _, terminated, truncated, info = envs.step(actions.cpu().numpy())
         just_finished = (terminated | truncated) & ~finished
         returns[just_finished] = info["episode_return"][just_finished]
         if envs.has_win:
             wins[just_finished] = info["win"][just_finished]
         finished |= just_finished
-    return returns.mean(), (wins.mean() if envs.has_win else None)
+    return returns.mean(), (wins.mean() if envs.has_win else None), (confidence / steps if steps else None)
 
 
 class DecentralizedActor(nn.Module):
@@ -297,7 +350,8 @@ def export_decentralized_actor(agent: CADPAgent, envs: VecMultiAgentEnv, hidden_
 
 
 if __name__ == "__main__":
-    args = tyro.cli(Args)
+    args, checkpoint = parse_args(Args, SCRIPT)  # with --resume/--checkpoint: its flags, overridden by those given
+    validate(args)
 
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -308,14 +362,18 @@ if __name__ == "__main__":
 
     try:
         env_kwargs = dict(agent_id_feature=args.obs_agent_id, last_action_feature=args.obs_last_action)
+        # refuse up front what cannot fit in memory: the replay buffer (and the episodes in progress), the envs
+        probe, env_bytes = measure_envs(lambda n: make_vec_env(args.env_id, n, args.seed, **env_kwargs))
+        episode_bytes = EpisodeBuffer(1, probe.episode_limit, probe).nbytes
+        check_memory({"replay buffer": episode_bytes * (args.buffer_size + args.num_envs),
+                      "envs": env_bytes * (args.num_envs + 2 * args.eval_episodes)},
+                     "--buffer-size, --num-envs or --eval-episodes")
         envs = make_vec_env(args.env_id, args.num_envs, args.seed, **env_kwargs)
         # C and D play from the same seeds, so their eval episodes start alike
         eval_envs = {mode: make_vec_env(args.env_id, args.eval_episodes, args.seed + 100_000, **env_kwargs)
                      for mode in ("centralized", "decentralized")}
     except EnvError as error:
-        raise SystemExit(f"error: {error}") from None
-    run_name = make_run_name(args.env_id, args.exp_name, args.seed)
-    writer = make_writer(run_name, args, args.track, args.wandb_project_name, args.wandb_entity)
+        fail(str(error))
 
     agent = CADPAgent(envs.obs_dim, envs.n_actions, args).to(device)
     mixer = VDNMixer()
@@ -324,6 +382,13 @@ if __name__ == "__main__":
     target_agent.load_state_dict(agent.state_dict())
     parameters = list(agent.parameters())
     optimizer = torch.optim.Adam(parameters, lr=args.learning_rate)
+    if checkpoint is not None:
+        restore(checkpoint, envs, agent=agent, target_agent=target_agent, optimizer=optimizer)
+    if args.eval_only:
+        results = {mode: evaluate(agent, mode_envs, args.hidden_dim, device, mode == "decentralized")[:2]
+                   for mode, mode_envs in eval_envs.items()}
+        print_eval_table(results, checkpoint, args.eval_episodes)
+        raise SystemExit(0)
     buffer = EpisodeBuffer(args.buffer_size, envs.episode_limit, envs)
 
     # episodes in progress, one row per env; moved to the replay buffer when they end
@@ -332,11 +397,37 @@ if __name__ == "__main__":
     step_in_episode = np.zeros(args.num_envs, np.int64)
     env_rows = np.arange(args.num_envs)
 
-    start_time = time.time()
-    progress = Progress(args.total_timesteps, f"{args.exp_name} {args.env_id}")
     obs, state, avail = envs.reset()
     hidden = torch.zeros(args.num_envs, envs.n_agents, args.hidden_dim, device=device)
-    updates, next_eval, global_step = 0, 0, 0
+    updates, next_eval, global_step = checkpoint["loop"] if args.resume else (0, 0, 0)
+    if args.resume:  # continue exactly where the checkpoint left off (README: Long runs)
+        if global_step >= args.total_timesteps:
+            fail(f"{checkpoint['path']} is at step {global_step}: the run is complete; a larger --total-timesteps trains on")
+        buffer.load_state_dict(checkpoint["buffer"])
+        if checkpoint["envs"] is None:  # the envs could not be pickled: new episodes from a new seed
+            envs = make_vec_env(args.env_id, args.num_envs, args.seed + global_step, **env_kwargs)
+            obs, state, avail = envs.reset()
+        else:
+            envs, eval_envs, in_progress, step_in_episode, obs, state, avail, hidden = pickle.loads(checkpoint["envs"])
+        set_rng_state(checkpoint["rng"])
+    run_dir = checkpoint["run_dir"] if args.resume else f"runs/{make_run_name(args.env_id, args.exp_name, args.seed)}"
+    writer = make_writer(run_dir, args, args.track, args.wandb_project_name, args.wandb_entity,
+                         purge_step=global_step + 1 if args.resume else None)
+
+    def checkpoint_state() -> dict:
+        """What a checkpoint holds: everything needed to continue this run as if never stopped."""
+        return {"script": SCRIPT, "env": env_spec(envs), "args": vars(args), "global_step": global_step,
+                "loop": (updates, next_eval, global_step), "rng": rng_state(),
+                "agent": agent.state_dict(), "target_agent": target_agent.state_dict(),
+                "optimizer": optimizer.state_dict(), "buffer": buffer.state_dict(args.checkpoint_buffer_max_mb * 2**20),
+                # the envs with their RNGs, and the episodes in progress in them
+                "envs": snapshot((envs, eval_envs, in_progress, step_in_episode, obs, state, avail, hidden),
+                                 args.env_id)}
+
+    start_time, start_step = time.time(), global_step
+    progress = Progress(args.total_timesteps, f"{args.exp_name} {args.env_id}", initial=global_step)
+    checkpointer = Checkpointer(run_dir, args.checkpoint_interval, args.keep_checkpoints, writer, progress,
+                                resumed_step=global_step if args.resume else None)
     while global_step < args.total_timesteps:
         epsilon = linear_schedule(args.start_e, args.end_e, args.exploration_fraction * args.total_timesteps, global_step)
         with torch.no_grad():
@@ -401,6 +492,8 @@ if __name__ == "__main__":
                 optimizer.zero_grad()
                 loss.backward()
                 grad_norm = nn.utils.clip_grad_norm_(parameters, args.max_grad_norm)
+                checkpointer.check_finite(global_step, td_loss=td_loss, grad_norm=grad_norm,
+                                          prune_loss=prune_loss if log_confidence is not None else 0.0)
                 optimizer.step()
                 updates += 1
                 if updates % args.target_network_frequency == 0:
@@ -412,7 +505,8 @@ if __name__ == "__main__":
                     writer.add_scalar("losses/target_q_values", ((td_target * mask).sum() / mask.sum()).item(), global_step)
                     writer.add_scalar("losses/grad_norm", grad_norm.item(), global_step)
                     writer.add_scalar("charts/epsilon", epsilon, global_step)
-                    writer.add_scalar("charts/SPS", int(global_step / (time.time() - start_time)), global_step)
+                    sps = int((global_step - start_step) / (time.time() - start_time))
+                    writer.add_scalar("charts/SPS", sps, global_step)
                     if log_confidence is not None:
                         self_weight = log_confidence[:, :-1].diagonal(dim1=-2, dim2=-1).exp().mean(dim=(-2, -1))
                         writer.add_scalar("charts/self_attention_weight", ((self_weight * mask).sum() / mask.sum()).item(), global_step)
@@ -423,24 +517,27 @@ if __name__ == "__main__":
             next_eval += args.eval_interval
             results = {}
             for mode, mode_envs in eval_envs.items():
-                mean_return, win_rate = evaluate(agent, mode_envs, args.hidden_dim, device, mode == "decentralized")
+                mean_return, win_rate, confidence = evaluate(agent, mode_envs, args.hidden_dim, device,
+                                                             mode == "decentralized")
                 results[mode] = mean_return
                 writer.add_scalar(f"eval/{mode}_episodic_return", mean_return, global_step)
                 if win_rate is not None:
                     writer.add_scalar(f"eval/{mode}_win_rate", win_rate, global_step)
+                if confidence is not None:  # CADP: whom each agent listens to; pruning moves it onto the diagonal
+                    log_confidence_matrix(writer, run_dir, confidence, global_step)
             progress.write(f"step {global_step}: eval return CADP(C) {results['centralized']:.3f}, "
                            f"CADP(D) {results['decentralized']:.3f}")
         progress.update(global_step, epsilon=epsilon)
+        if checkpointer.due(global_step):  # every --checkpoint-interval steps, and on SIGINT/SIGTERM (then exits)
+            checkpointer.save(checkpoint_state(), global_step)
 
     progress.close()
     print(f"final eval after {global_step} steps ({time.time() - start_time:.0f} s): "
           f"CADP(C) return {results['centralized']:.3f}, CADP(D) return {results['decentralized']:.3f}")
 
     if args.save_model:
-        run_dir = f"runs/{run_name}"
         model_path = f"{run_dir}/{args.exp_name}.cadp_model"
-        torch.save({"agent": agent.state_dict(), "target_agent": target_agent.state_dict(),
-                    "optimizer": optimizer.state_dict(), "args": vars(args), "global_step": global_step}, model_path)
+        save_atomic(checkpoint_state(), model_path)
         actor_path = export_decentralized_actor(agent, envs, args.hidden_dim, run_dir)
         print(f"model saved to {model_path}; decentralized actor exported to {actor_path}")
 

@@ -2,6 +2,10 @@
 writes (TensorBoard tags, checkpoint, exported decentralized actor) is what users rely on."""
 
 import json
+import re
+import subprocess
+import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -30,6 +34,42 @@ Q_LEARNING_TAGS = {"charts/epsilon", "losses/td_loss", "losses/q_values", "losse
 PPO_TAGS = {"charts/learning_rate", "losses/policy_loss", "losses/value_loss", "losses/entropy",
             "losses/approx_kl", "losses/clipfrac", "losses/explained_variance"}
 SCRIPT_TAGS = {"cadp_qmix": Q_LEARNING_TAGS, "cadp_vdn": Q_LEARNING_TAGS, "cadp_mappo": PPO_TAGS}
+
+
+# what a deployment machine runs: the exported actor with torch alone (sys.argv: site, actor, inputs, outputs)
+DEPLOYED = """
+import sys
+sys.path.append(sys.argv[1])
+import importlib.util
+present = [m for m in ("numpy", "gymnasium", "pettingzoo", "tyro", "common", "cadp_qmix", "cadp_vdn", "cadp_mappo")
+           if importlib.util.find_spec(m)]
+assert not present, f"importable on the deployment side: {present}"
+import torch
+actor = torch.export.load(sys.argv[2]).module()
+torch.save(actor(*torch.load(sys.argv[3])), sys.argv[4])
+"""
+
+
+def torch_only_site(directory: Path) -> Path:
+    """A site directory holding torch and the installed packages torch itself requires (links), nothing else."""
+    directory.mkdir()
+    wanted, todo = set(), ["torch"]
+    while todo:
+        name = re.sub(r"[-_.]+", "-", todo.pop()).lower()
+        if name in wanted:
+            continue
+        try:
+            requirements = metadata.requires(name) or []
+        except metadata.PackageNotFoundError:  # e.g. a platform's optional dependency
+            continue
+        wanted.add(name)
+        todo += [re.match(r"[A-Za-z0-9_.-]+", text).group() for text in requirements if "extra ==" not in text]
+    for name in wanted:
+        for top in {file.parts[0] for file in metadata.files(name) if not file.parts[0].endswith((".dist-info", ".."))}:
+            source = Path(metadata.distribution(name).locate_file(top))
+            if source.exists() and not (directory / top).exists():
+                (directory / top).symlink_to(source)
+    return directory
 
 
 def scalar_tags(run_dir: Path) -> set[str]:
@@ -71,6 +111,22 @@ def test_training_run_writes_tags_checkpoint_and_a_faithful_exported_actor(scrip
         q, new_hidden = exported(obs, hidden, avail)
     torch.testing.assert_close(q, expected_q[:, 0].masked_fill(~avail, -torch.inf))
     torch.testing.assert_close(new_hidden, expected_hidden)
+
+    # deployed: a fresh interpreter without site-packages, given torch alone, runs the same actor;
+    # each agent's outputs ignore the other agents' observations
+    changed = obs.clone()
+    changed[:, 1:] = torch.randn_like(changed[:, 1:])  # every agent but agent 0
+    torch.save((torch.cat([obs, changed]), torch.cat([hidden, hidden]), torch.cat([avail, avail])), tmp_path / "inputs.pt")
+    deployed = subprocess.run([sys.executable, "-S", "-E", "-c", DEPLOYED, str(torch_only_site(tmp_path / "site")),
+                               str(run_dir / "decentralized_actor.pt2"), "inputs.pt", "outputs.pt"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert deployed.returncode == 0, deployed.stderr[-3000:]
+    deployed_q, deployed_hidden = torch.load(tmp_path / "outputs.pt")
+    torch.testing.assert_close(deployed_q[:5], q)
+    torch.testing.assert_close(deployed_hidden[:5], new_hidden)
+    torch.testing.assert_close(deployed_q[5:, 0], q[:, 0])
+    torch.testing.assert_close(deployed_hidden[5:, 0], new_hidden[:, 0])
+    assert not torch.allclose(deployed_hidden[5:, 1:], new_hidden[:, 1:])
 
 
 @pytest.mark.parametrize("script", list(TINY))

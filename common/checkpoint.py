@@ -1,0 +1,352 @@
+"""Plumbing for long runs, shared by the three scripts: one-line errors, flag checks, an up-front
+memory check, checkpoint files (atomic writes, the last K kept, the latest found, one-line load
+errors), env snapshots, RNG states, stop signals and divergence checks.
+
+Nothing here decides what a checkpoint holds: each script lists that itself.
+"""
+
+import io
+import math
+import os
+import pickle
+import random
+import re
+import shlex
+import signal
+import sys
+from typing import NoReturn
+
+import numpy as np
+import torch
+import tyro
+from gymnasium.utils.ezpickle import EzPickle
+
+SUFFIX = ".cadp_model"
+_PERIODIC = re.compile(r"step_(\d+)" + re.escape(SUFFIX))
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """One `error: ...` line on stderr, then exit: 2 for bad input (as argparse), 1 for a failed run."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(code)
+
+
+def check_flags(args, positive=(), non_negative=(), fractions=()) -> None:
+    """fail() on the first flag outside its range, naming it as the command line spells it."""
+    for names, ok, wanted in ((positive, lambda v: v > 0, "> 0"), (non_negative, lambda v: v >= 0, ">= 0"),
+                              (fractions, lambda v: 0 <= v <= 1, "between 0 and 1")):
+        for name in names:
+            value = getattr(args, name)
+            if not ok(value):
+                fail(f"--{name.replace('_', '-')} must be {wanted}, got {value}")
+
+
+# ---- memory ----
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still take: the kernel's MemAvailable, capped by a cgroup v2 limit."""
+    available = None
+    try:
+        with open("/proc/meminfo") as f:
+            available = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            pass
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f, open("/sys/fs/cgroup/memory.current") as g:
+            limit = f.read().strip()
+            if limit != "max":
+                left = int(limit) - int(g.read())
+                available = left if available is None else min(available, left)
+    except (OSError, ValueError):
+        pass
+    return available
+
+
+def _resident_memory() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0  # no /proc: env memory is left out of the estimate
+
+
+def measure_envs(make_envs):
+    """(envs, bytes per env): make one vectorised env (which loads its modules), then measure the
+    resident memory that four more take, at least their pickled size (small envs can fit in memory
+    the allocator already holds). The one env serves as a probe of the sizes."""
+    probe = make_envs(1)
+    before = _resident_memory()
+    more = make_envs(4)
+    per_env = max(_resident_memory() - before, len(snapshot(more.envs, "") or b"")) // 4
+    more.close()
+    return probe, per_env
+
+
+def check_memory(needs: dict[str, int], flags: str) -> None:
+    """fail() when the estimated needs exceed the memory available, with the figures and the flags to lower."""
+    available, total = available_memory(), sum(needs.values())
+    if available is not None and total > available:
+        parts = ", ".join(f"{what} {_gib(n)}" for what, n in needs.items())
+        fail(f"this run needs about {_gib(total)} of memory ({parts}) but {_gib(available)} is available; lower {flags}")
+
+
+# ---- checkpoint files ----
+def save_atomic(state: dict, path: str) -> None:
+    """torch.save to a temporary file, then rename: a kill mid-write never leaves a truncated checkpoint."""
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    temporary = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(temporary, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+        descriptor = os.open(directory, os.O_RDONLY)  # the rename itself survives a power cut
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+    except OSError as error:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        fail(f"cannot write checkpoint {path}: {error}", code=1)
+
+
+def periodic_checkpoints(run_dir: str) -> list[tuple[int, str]]:
+    """(global_step, path) of `run_dir/checkpoints/step_*.cadp_model`, oldest first."""
+    directory = os.path.join(run_dir, "checkpoints")
+    found = [(int(m.group(1)), os.path.join(directory, name)) for name in
+             (os.listdir(directory) if os.path.isdir(directory) else []) if (m := _PERIODIC.fullmatch(name))]
+    return sorted(found)
+
+
+def find_checkpoint(path: str) -> str:
+    """A checkpoint file as given, or a run directory's newest one (periodic or --save-model's)."""
+    if os.path.isfile(path):
+        return path
+    if not os.path.isdir(path):
+        fail(f"{path}: no such checkpoint file or run directory")
+    candidates = [p for _, p in periodic_checkpoints(path)] + \
+                 [os.path.join(path, n) for n in os.listdir(path) if n.endswith(SUFFIX)]
+    if not candidates:
+        fail(f"{path}: no checkpoint in this directory (checkpoints/step_*{SUFFIX} or *{SUFFIX}); "
+             "it is written every --checkpoint-interval steps")
+    return max(candidates, key=os.path.getmtime)
+
+
+def load_checkpoint(path: str, script: str) -> dict:
+    """The checkpoint at `path` (file or run directory), checked to be one of `script`'s.
+    Adds "path" and "run_dir" (where it lies, which a resumed run writes into)."""
+    path = find_checkpoint(path)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)  # our own files: they hold pickled envs
+    except Exception as error:  # a truncated zip, garbage, a pickle of something else: all one line
+        fail(f"{path} cannot be read: it is truncated or not a checkpoint ({_first_line(error)}); "
+             "use an earlier one (the run directory's checkpoints/)")
+    if not isinstance(checkpoint, dict) or "script" not in checkpoint:
+        fail(f"{path} is not a checkpoint of these scripts (or of an older version without a 'script' entry)")
+    if checkpoint["script"] != script:
+        fail(f"{path} is a {checkpoint['script']} checkpoint; use it with {checkpoint['script']}.py, not {script}.py")
+    directory = os.path.dirname(os.path.abspath(path))
+    run_dir = os.path.dirname(directory) if os.path.basename(directory) == "checkpoints" else directory
+    checkpoint["path"], checkpoint["run_dir"] = path, os.path.relpath(run_dir)
+    return checkpoint
+
+
+def parse_args(args_class, script: str):
+    """(args, checkpoint or None): tyro.cli(args_class); with --resume or --checkpoint, that checkpoint is
+    loaded and its run's flags become the defaults, so that flags given on this command line override them."""
+    args = tyro.cli(args_class)
+    if not (args.resume or args.checkpoint):
+        return args, None
+    checkpoint = load_checkpoint(args.resume or args.checkpoint, script)
+    return tyro.cli(args_class, default=args_class(**checkpoint["args"])), checkpoint
+
+
+def _first_line(error: Exception) -> str:
+    """The first informative line of an exception's message (load_state_dict's first line is only a header)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip() and not line.strip().endswith(":")]
+    return lines[0] if lines else type(error).__name__
+
+
+def env_spec(envs) -> dict:
+    """What a checkpoint's networks were built for: the env id and the sizes it gives."""
+    return {"env_id": envs.env_id, "n_agents": envs.n_agents, "obs_dim": envs.obs_dim,
+            "state_dim": envs.state_dim, "n_actions": envs.n_actions}
+
+
+def check_env(checkpoint: dict, envs) -> None:
+    saved, now = checkpoint["env"], env_spec(envs)
+    if saved != now:
+        def describe(spec):
+            return (f"{spec['env_id']} ({spec['n_agents']} agents, observations {spec['obs_dim']}, "
+                    f"state {spec['state_dim']}, {spec['n_actions']} actions)")
+        fail(f"{checkpoint['path']} was trained on {describe(saved)}, this command's env is {describe(now)}; "
+             "drop --env-id and the --obs-* flags to use the checkpoint's own")
+
+
+def restore(checkpoint: dict, envs, **modules) -> None:
+    """Check that the checkpoint is for these envs, then load_state_dict of each module (or optimizer)
+    from the checkpoint entry of the same name."""
+    check_env(checkpoint, envs)
+    for name, module in modules.items():
+        try:
+            module.load_state_dict(checkpoint[name])
+        except (RuntimeError, ValueError, KeyError) as error:
+            fail(f"{checkpoint['path']}: its {name} does not fit the networks of this command ({_first_line(error)}); "
+                 "drop the flags that change network sizes (--hidden-dim, --att-heads, --no-advice, ...)")
+
+
+# ---- env snapshots and RNG states ----
+def _bare_instance(cls):
+    return cls.__new__(cls)
+
+
+def _set_instance_dict(obj, state: dict) -> None:
+    obj.__dict__.update(state)
+
+
+class _SnapshotPickler(pickle.Pickler):
+    """Pickles live objects as they are. Two exceptions to plain pickle: gymnasium's EzPickle
+    classes (mpe2, PettingZoo's sisl envs) pickle their constructor arguments, i.e. a fresh,
+    un-reset env, so they are pickled by their attributes instead; pygame objects (mpe2's render
+    canvas and font, which pickle cannot handle) are saved as None: a restored env cannot render."""
+
+    def reducer_override(self, obj):
+        if isinstance(obj, EzPickle) and not isinstance(obj, type):
+            return _bare_instance, (type(obj),), obj.__dict__, None, None, _set_instance_dict
+        if type(obj).__module__.split(".")[0] == "pygame":
+            return type(None), ()
+        return NotImplemented
+
+
+_warned: set[str] = set()
+
+
+def snapshot(obj, what: str) -> bytes | None:
+    """The pickled state of `obj` (envs with their RNGs and episodes in progress), or None with a
+    warning (once) when something in it cannot be pickled."""
+    buffer = io.BytesIO()
+    try:
+        _SnapshotPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+    except Exception as error:
+        if what and what not in _warned:
+            _warned.add(what)
+            print(f"warning: {what} cannot be pickled ({type(error).__name__}: {error}); checkpoints hold no "
+                  "env state, so a resumed run starts new episodes from a new seed", file=sys.stderr)
+        return None
+    return buffer.getvalue()
+
+
+def rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ---- the training loop's side ----
+class Checkpointer:
+    """Periodic checkpoints of one run, a stop flag set by SIGINT/SIGTERM, and divergence checks.
+
+    A checkpoint is due whenever global_step crosses a multiple of `interval` (0: never), and after
+    the first SIGINT/SIGTERM: the loop finishes its step, saves, and save() then exits with code 0
+    and the command that resumes. A second signal stops at once, without a checkpoint.
+    A resumed run deletes the periodic checkpoints after the step it resumed from: they belong to
+    the continuation it replaces (as TensorBoard's purge_step drops that continuation's events).
+    """
+
+    def __init__(self, run_dir: str, interval: int, keep: int, writer, progress, resumed_step: int | None = None):
+        self.run_dir, self.interval, self.keep, self.writer, self.progress = run_dir, interval, keep, writer, progress
+        self.stop_signal: str | None = None
+        self.last_step = resumed_step or 0
+        if resumed_step is not None:
+            later = [path for step, path in periodic_checkpoints(run_dir) if step > resumed_step]
+            directory = os.path.join(run_dir, "checkpoints")  # and what a kill mid-write left behind
+            later += [os.path.join(directory, n) for n in os.listdir(directory) if SUFFIX + ".tmp" in n] \
+                if os.path.isdir(directory) else []
+            for path in later:
+                os.remove(path)
+            if later:
+                progress.write(f"removed {len(later)} checkpoint(s) after step {resumed_step}, from the run being replaced")
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum, frame) -> None:
+        if self.stop_signal is not None:
+            self.progress.write(f"{signal.Signals(signum).name} again: stopping without a checkpoint")
+            raise SystemExit(128 + signum)
+        self.stop_signal = signal.Signals(signum).name
+        self.progress.write(f"{self.stop_signal}: finishing this step, then writing a checkpoint "
+                            "(send it again to stop at once, without one)")
+
+    def latest(self) -> str | None:
+        checkpoints = periodic_checkpoints(self.run_dir)
+        return checkpoints[-1][1] if checkpoints else None
+
+    def resume_command(self, path: str) -> str:
+        return shlex.join(["python", sys.argv[0], "--resume", path])
+
+    def _close(self) -> None:
+        self.progress.close()  # before the last message, which would otherwise land on the bar's line
+        self.writer.close()
+
+    def _diverged(self, what: str, global_step: int) -> NoReturn:
+        self._close()
+        latest = self.latest()
+        keep = (f"the last good checkpoint is {latest}; to continue from it with other flags: "
+                f"{self.resume_command(latest)} --learning-rate ..." if latest else "no checkpoint was written yet")
+        fail(f"{what} at step {global_step}: training diverged (a lower --learning-rate?); {keep}", code=1)
+
+    def check_finite(self, global_step: int, **terms) -> None:
+        """Stop the run, naming the term and the step, if any loss term (or gradient norm) is NaN or inf."""
+        values = torch.stack([torch.as_tensor(value, dtype=torch.float32).detach().reshape(()).cpu()
+                              for value in terms.values()])
+        if not torch.isfinite(values).all():
+            self._diverged(", ".join(f"{name} is {value}" for name, value in zip(terms, values.tolist())
+                                     if not math.isfinite(value)), global_step)
+
+    def due(self, global_step: int) -> bool:
+        return self.stop_signal is not None or (
+            self.interval > 0 and global_step // self.interval > self.last_step // self.interval)
+
+    def save(self, state: dict, global_step: int) -> str:
+        """Write `run_dir/checkpoints/step_{global_step}.cadp_model` atomically and keep the last K;
+        then exit if a stop signal came. Refuses (and stops the run) if any saved tensor is NaN or
+        inf, so the previous checkpoints stay the good ones."""
+        for name, value in state.items():
+            if _has_non_finite(value):
+                self._diverged(f"non-finite values in {name}", global_step)
+        self.writer.flush()  # the events up to this step reach the disk before the checkpoint does
+        path = os.path.join(self.run_dir, "checkpoints", f"step_{global_step}{SUFFIX}")
+        save_atomic(state, path)
+        for _, old in periodic_checkpoints(self.run_dir)[: -self.keep]:
+            os.remove(old)
+        self.last_step = global_step
+        if self.stop_signal is not None:
+            self._close()
+            print(f"stopped by {self.stop_signal} at step {global_step}; checkpoint written to {path}\n"
+                  f"resume with: {self.resume_command(path)}", flush=True)
+            raise SystemExit(0)
+        return path
+
+
+def _has_non_finite(value) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.is_floating_point() and not torch.isfinite(value).all()
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    return False
