@@ -12,13 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.envs import MATRIX_GAMES, EnvError, VecMultiAgentEnv, make_env
+from env_checks import check_agent_id_and_last_action_features, random_actions
 
 LBF = "lbforaging:Foraging-8x8-2p-3f-v3"
-
-
-def random_actions(rng, avail):
-    """One random available action per agent (works for (N, A) and (E, N, A) masks)."""
-    return (rng.random(avail.shape) * avail).argmax(-1)
 
 
 def check_step_types(env, out):
@@ -347,24 +343,11 @@ def test_vec_seeds_env_i_with_seed_plus_i_once():
 
 def test_vec_agent_id_and_last_action_features():
     vec = VecMultiAgentEnv(LBF, 4, seed=0, agent_id_feature=True, last_action_feature=True)
-    d, n, a = vec.env_obs_dim, vec.n_agents, vec.n_actions
+    n = vec.n_agents
     assert vec.obs_layout == [("env_observation", 15), ("agent_id_onehot", 2), ("last_action_onehot", 6)]
     assert vec.obs_dim == 15 + 2 + 6
-    obs, _, avail = vec.reset()
-    assert obs.shape == (4, n, vec.obs_dim)
-    assert not obs[:, :, d + n:].any()  # no last action at the first step
-    rng = np.random.default_rng(0)
-    saw_reset = False
-    for _ in range(120):
-        actions = random_actions(rng, avail)
-        obs, _, avail, _, terminated, truncated, info = vec.step(actions)
-        done = terminated | truncated
-        np.testing.assert_array_equal(obs[:, :, d:d + n], np.broadcast_to(np.eye(n), (4, n, n)))
-        np.testing.assert_array_equal(info["final_obs"][:, :, d + n:], np.eye(a)[actions])
-        np.testing.assert_array_equal(obs[~done][:, :, d + n:], np.eye(a)[actions[~done]])
-        assert not obs[done][:, :, d + n:].any()  # a new episode starts with zeros
-        saw_reset |= done.any()
-    assert saw_reset
+    assert vec.reset()[0].shape == (4, n, vec.obs_dim)
+    check_agent_id_and_last_action_features(vec, steps=120)
 
 
 def test_vec_rejects_unavailable_and_misshaped_actions():

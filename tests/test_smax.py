@@ -13,6 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import common
 from common.envs import EnvError, make_env, make_vec_env
+from env_checks import check_agent_id_and_last_action_features, random_actions
 from script_runner import final_returns, run_script
 
 needs_smax = pytest.mark.skipif(importlib.util.find_spec("jaxmarl") is None,
@@ -26,10 +27,6 @@ def smax(env_id="smax:3m", num_envs=4, seed=0, features=True, **env_kwargs):
     pytest.importorskip("jaxmarl")
     return make_vec_env(env_id, num_envs, seed, agent_id_feature=features, last_action_feature=features,
                         env_kwargs=env_kwargs or None)
-
-
-def random_actions(rng, avail):
-    return (rng.random(avail.shape) * avail).argmax(-1)
 
 
 def units(vec, state):
@@ -181,23 +178,7 @@ def test_step_limit_is_truncation_and_auto_reset_reports_the_last_step():
 
 @needs_smax
 def test_agent_id_and_last_action_features_as_VecMultiAgentEnv_builds_them():
-    vec = smax()
-    d, n, a = vec.env_obs_dim, vec.n_agents, vec.n_actions
-    obs, _, avail = vec.reset()
-    assert not obs[:, :, d + n:].any()  # no last action at the first step
-    rng = np.random.default_rng(0)
-    saw_reset = False
-    for _ in range(80):
-        actions = random_actions(rng, avail)
-        obs, _, avail, _, terminated, truncated, info = vec.step(actions)
-        done = terminated | truncated
-        np.testing.assert_array_equal(obs[:, :, d:d + n], np.broadcast_to(np.eye(n), (vec.num_envs, n, n)))
-        np.testing.assert_array_equal(info["final_obs"][:, :, d + n:], np.eye(a)[actions])
-        np.testing.assert_array_equal(obs[~done][:, :, d + n:], np.eye(a)[actions[~done]])
-        assert not obs[done][:, :, d + n:].any()  # a new episode starts with zeros
-        np.testing.assert_array_equal(info["final_obs"][~done], obs[~done])
-        saw_reset |= done.any()
-    assert saw_reset
+    check_agent_id_and_last_action_features(smax(), steps=80)
 
 
 @needs_smax
