@@ -158,6 +158,10 @@ def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias_const: float = 
     return layer
 
 
+# teams up to this size attend with broadcast products instead of batched matmuls (faster on CPU)
+SMALL_TEAM = 4
+
+
 class AdviceAttention(nn.Module):
     """CADP Eq. 1: agent i's confidence c_i in every agent j, and the advice z_i it receives."""
 
@@ -179,9 +183,18 @@ class AdviceAttention(nn.Module):
         query = self.query(obs).view(*batch, n_agents, self.heads, self.embed_dim)
         key = self.key(obs).view(*batch, n_agents, self.heads, self.embed_dim)
         # CADP Eq. 1: alpha_ij = q_i . k_j / sqrt(d); c_ij = softmax_j(alpha_ij); z_i = sum_j c_ij v_j
-        scores = torch.einsum("...ihd,...jhd->...hij", query, key) / math.sqrt(self.embed_dim)
-        log_confidence = scores.log_softmax(dim=-1)  # (..., heads, agents i, agents j)
-        advice = torch.einsum("...hij,...jhd->...ihd", log_confidence.exp(), value)
+        if n_agents <= SMALL_TEAM:
+            # the same sums as the einsums below, as broadcast products: on a CPU these beat batched
+            # matmuls of tiny (agents x agents) matrices; above ~5 agents the products grow too large
+            scores = (query.unsqueeze(-3) * key.unsqueeze(-4)).sum(-1).movedim(-1, -3)  # (..., heads, i, j)
+        else:
+            scores = torch.einsum("...ihd,...jhd->...hij", query, key)
+        log_confidence = (scores / math.sqrt(self.embed_dim)).log_softmax(dim=-1)  # (..., heads, agents i, agents j)
+        confidence = log_confidence.exp()
+        if n_agents <= SMALL_TEAM:
+            advice = (confidence.movedim(-3, -1).unsqueeze(-1) * value.unsqueeze(-4)).sum(-3)  # (..., i, heads, d)
+        else:
+            advice = torch.einsum("...hij,...jhd->...ihd", confidence, value)
         return advice.flatten(-2), log_confidence
 
 
@@ -506,6 +519,7 @@ if __name__ == "__main__":
                 "envs": snapshot((envs, eval_envs, obs, state, avail, hidden, episode_start), args.env_id)}
 
     start_time, start_step = time.time(), global_step
+    update_seconds, timed_updates = 0.0, 0  # the PPO updates' share of the time (benchmarks/speed.py)
     progress = Progress(args.total_timesteps, f"{args.exp_name} {args.env_id}", initial=global_step)
     checkpointer = Checkpointer(run_dir, args.checkpoint_interval, args.keep_checkpoints, writer, progress,
                                 resumed_step=global_step if args.resume else None)
@@ -541,6 +555,7 @@ if __name__ == "__main__":
             obs, state, avail = as_tensors(next_obs, next_state, next_avail)
             episode_start = torch.as_tensor(done, device=device)
 
+        update_start = time.perf_counter()
         with torch.no_grad():
             values = value_normalizer.denormalize(values_buf)  # (time, envs, agents), return units
             last_values = value_normalizer.denormalize(critic(state, obs))
@@ -592,6 +607,9 @@ if __name__ == "__main__":
             if args.target_kl is not None and approx_kl > args.target_kl:
                 break
 
+        update_seconds += time.perf_counter() - update_start
+        timed_updates += 1
+
         predicted, actual = values.flatten(), returns.flatten()
         explained_variance = (1 - (actual - predicted).var() / actual.var()).item() if actual.var() > 0 else math.nan
         writer.add_scalar("charts/learning_rate", optimizer.param_groups[0]["lr"], global_step)
@@ -603,6 +621,7 @@ if __name__ == "__main__":
         writer.add_scalar("losses/explained_variance", explained_variance, global_step)
         writer.add_scalar("losses/grad_norm", grad_norm.item(), global_step)
         writer.add_scalar("charts/SPS", int((global_step - start_step) / (time.time() - start_time)), global_step)
+        writer.add_scalar("charts/update_time_ms", 1000 * update_seconds / timed_updates, global_step)
         if log_confidence is not None:
             self_weight = log_confidence.diagonal(dim1=-2, dim2=-1).exp().mean()
             writer.add_scalar("charts/self_attention_weight", self_weight.item(), global_step)

@@ -132,6 +132,10 @@ def validate(args: Args) -> None:
         fail("--eval-only needs --checkpoint PATH (a checkpoint file or a run directory)")
 
 
+# teams up to this size attend with broadcast products instead of batched matmuls (faster on CPU)
+SMALL_TEAM = 4
+
+
 class AdviceAttention(nn.Module):
     """CADP Eq. 1: agent i's confidence c_i in every agent j, and the advice z_i it receives."""
 
@@ -153,9 +157,18 @@ class AdviceAttention(nn.Module):
         query = self.query(obs).view(*batch, n_agents, self.heads, self.embed_dim)
         key = self.key(obs).view(*batch, n_agents, self.heads, self.embed_dim)
         # CADP Eq. 1: alpha_ij = q_i . k_j / sqrt(d); c_ij = softmax_j(alpha_ij); z_i = sum_j c_ij v_j
-        scores = torch.einsum("...ihd,...jhd->...hij", query, key) / math.sqrt(self.embed_dim)
-        log_confidence = scores.log_softmax(dim=-1)  # (..., heads, agents i, agents j)
-        advice = torch.einsum("...hij,...jhd->...ihd", log_confidence.exp(), value)
+        if n_agents <= SMALL_TEAM:
+            # the same sums as the einsums below, as broadcast products: on a CPU these beat batched
+            # matmuls of tiny (agents x agents) matrices; above ~5 agents the products grow too large
+            scores = (query.unsqueeze(-3) * key.unsqueeze(-4)).sum(-1).movedim(-1, -3)  # (..., heads, i, j)
+        else:
+            scores = torch.einsum("...ihd,...jhd->...hij", query, key)
+        log_confidence = (scores / math.sqrt(self.embed_dim)).log_softmax(dim=-1)  # (..., heads, agents i, agents j)
+        confidence = log_confidence.exp()
+        if n_agents <= SMALL_TEAM:
+            advice = (confidence.movedim(-3, -1).unsqueeze(-1) * value.unsqueeze(-4)).sum(-3)  # (..., i, heads, d)
+        else:
+            advice = torch.einsum("...hij,...jhd->...ihd", confidence, value)
         return advice.flatten(-2), log_confidence
 
 
@@ -425,6 +438,7 @@ if __name__ == "__main__":
                                  args.env_id)}
 
     start_time, start_step = time.time(), global_step
+    update_seconds, timed_updates = 0.0, 0  # the gradient updates' share of the time (benchmarks/speed.py)
     progress = Progress(args.total_timesteps, f"{args.exp_name} {args.env_id}", initial=global_step)
     checkpointer = Checkpointer(run_dir, args.checkpoint_interval, args.keep_checkpoints, writer, progress,
                                 resumed_step=global_step if args.resume else None)
@@ -462,6 +476,7 @@ if __name__ == "__main__":
 
         # one gradient update per finished episode: pymarl's update-to-data ratio
         if buffer.size >= args.batch_size and global_step >= args.learning_starts:
+            update_start = time.perf_counter()
             for _ in range(int(done.sum())):
                 batch = buffer.sample(args.batch_size, device)
                 mask = batch["mask"]  # (batch, time)
@@ -507,11 +522,15 @@ if __name__ == "__main__":
                     writer.add_scalar("charts/epsilon", epsilon, global_step)
                     sps = int((global_step - start_step) / (time.time() - start_time))
                     writer.add_scalar("charts/SPS", sps, global_step)
+                    if timed_updates:
+                        writer.add_scalar("charts/update_time_ms", 1000 * update_seconds / timed_updates, global_step)
                     if log_confidence is not None:
                         self_weight = log_confidence[:, :-1].diagonal(dim1=-2, dim2=-1).exp().mean(dim=(-2, -1))
                         writer.add_scalar("charts/self_attention_weight", ((self_weight * mask).sum() / mask.sum()).item(), global_step)
                         writer.add_scalar("losses/prune_loss", prune_loss.item(), global_step)
                         writer.add_scalar("charts/prune_coef", prune_coef, global_step)
+            update_seconds += time.perf_counter() - update_start
+            timed_updates += int(done.sum())
 
         if global_step >= next_eval or global_step >= args.total_timesteps:
             next_eval += args.eval_interval

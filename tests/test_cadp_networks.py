@@ -30,6 +30,21 @@ def test_attention_rows_are_distributions():
     torch.testing.assert_close(log_confidence.exp().sum(-1), torch.ones(6, 3, 4))
 
 
+@pytest.mark.parametrize("module", SCRIPTS)
+@pytest.mark.parametrize("n_agents", [2, 3, 4])
+def test_broadcast_attention_equals_batched_matmul_attention(module, n_agents, monkeypatch):
+    """Small teams take the broadcast-product path for speed; it must compute the einsum path's Eq. 1."""
+    torch.manual_seed(n_agents)
+    attention = module.AdviceAttention(obs_dim=5, heads=3, embed_dim=4)
+    obs = torch.randn(6, 2, n_agents, 5)  # (batch, time, agents, obs)
+    assert n_agents <= module.SMALL_TEAM
+    advice, log_confidence = attention(obs)
+    monkeypatch.setattr(module, "SMALL_TEAM", 0)
+    advice_einsum, log_confidence_einsum = attention(obs)
+    torch.testing.assert_close(advice, advice_einsum)
+    torch.testing.assert_close(log_confidence, log_confidence_einsum)
+
+
 def test_decentralized_advice_is_attention_with_identity_confidence():
     torch.manual_seed(0)
     attention = AdviceAttention(obs_dim=5, heads=2, embed_dim=3)

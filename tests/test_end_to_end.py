@@ -26,7 +26,7 @@ TINY = {
 MODULES = {"cadp_qmix": cadp_qmix, "cadp_vdn": cadp_vdn, "cadp_mappo": cadp_mappo}
 CHECKPOINT_AGENT_KEY = {"cadp_qmix": "agent", "cadp_vdn": "agent", "cadp_mappo": "actor"}
 COMMON_TAGS = {
-    "charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/self_attention_weight",
+    "charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/update_time_ms", "charts/self_attention_weight",
     "charts/prune_coef", "losses/prune_loss", "losses/grad_norm",
     "eval/centralized_episodic_return", "eval/decentralized_episodic_return",
 }

@@ -55,7 +55,8 @@ def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """Every scalar series as TensorBoard shows it (purged events dropped), without wall-clock speed."""
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     events.Reload()
-    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"] if tag != "charts/SPS"}
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]
+            if tag not in ("charts/SPS", "charts/update_time_ms")}  # wall-clock times differ
 
 
 RUN = {  # (flags, total steps, the checkpoint the killed run resumes from)
