@@ -1,0 +1,438 @@
+"""Learning studies: CADP against its advice-off baseline and an EPyMARL-family peer, over seeds.
+
+A study is a grid of jobs: env ids x scripts x seeds x {advice, no advice}, plus runs of the peer
+implementation (pymarlzooplus, through benchmarks/peer.py). Each job trains as a subprocess in its
+own directory, benchmarks/runs/{study}/{job}/ (one torch thread, no checkpoints, output in log.txt);
+a job that finished is skipped when the study runs again, so an interrupted study resumes. At the
+end, the TensorBoard scalars of every finished job go into one CSV,
+benchmarks/results/learning_{study}.csv, and benchmarks/plot.py draws its curves and writes its table.
+
+    python benchmarks/learning.py --study lbf --dry-run        # the jobs and a rough duration
+    python benchmarks/learning.py --study lbf                  # os.cpu_count() jobs at a time
+    python benchmarks/learning.py --study lbf --only Foraging-2s --seeds 1 2 --workers 2
+    python benchmarks/learning.py --study rware --ray          # as tasks of a local Ray
+    python benchmarks/learning.py --study rware --ray-address HOST:6379   # on a Ray cluster
+
+Ray is optional: `pip install -r requirements-bench.txt`. On a cluster, the repository is shipped
+to the workers (Ray's working_dir; their Python needs requirements.txt), each task trains in a
+temporary directory and returns its scalars and log, which this driver writes: no shared
+filesystem is needed.
+"""
+
+import argparse
+import contextlib
+import csv
+import heapq
+import importlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@dataclass(frozen=True)
+class Budget:
+    total_timesteps: int
+    eval_interval: int
+    eval_episodes: int
+    flags: tuple[str, ...] = ()  # extra flags of the script (not given to the peer)
+
+
+# ---- The study table: budgets per (script, env family), then the studies --------------------
+# Peers train with the budget of their CADP counterpart (PEER_COUNTERPART): peer qmix as cadp_qmix, ...
+Q_LEARNING = Budget(total_timesteps=100_000, eval_interval=10_000, eval_episodes=32)
+# MAPPO on LBF: 200k steps, as far as the peer's MAPPO (~355 env steps/s here) can follow on 2 cores
+PPO_LBF = Budget(total_timesteps=200_000, eval_interval=10_000, eval_episodes=32)
+PPO = Budget(total_timesteps=300_000, eval_interval=10_000, eval_episodes=32)
+# RWARE: 500-step episodes; the default 5000-episode replay would take ~3 GB per run, and 32 eval
+# episodes every 10k steps would play more steps than training does
+RWARE_Q_LEARNING = Budget(total_timesteps=100_000, eval_interval=25_000, eval_episodes=8, flags=("--buffer-size", "1000"))
+RWARE_PPO = Budget(total_timesteps=100_000, eval_interval=25_000, eval_episodes=8)
+SMOKE = Budget(total_timesteps=200, eval_interval=100, eval_episodes=2, flags=("--num-envs", "2"))
+BUDGETS: dict[tuple[str, str], Budget] = {
+    ("cadp_qmix", "lbforaging"): Q_LEARNING,
+    ("cadp_vdn", "lbforaging"): Q_LEARNING,
+    ("cadp_mappo", "lbforaging"): PPO_LBF,
+    ("cadp_qmix", "rware"): RWARE_Q_LEARNING,
+    ("cadp_vdn", "rware"): RWARE_Q_LEARNING,
+    ("cadp_mappo", "rware"): RWARE_PPO,
+    ("cadp_qmix", "mpe2"): Q_LEARNING,
+    ("cadp_vdn", "mpe2"): Q_LEARNING,
+    ("cadp_mappo", "mpe2"): PPO,
+    ("cadp_qmix", "matrix"): SMOKE,
+    ("cadp_vdn", "matrix"): SMOKE,
+    ("cadp_mappo", "matrix"): replace(SMOKE, flags=SMOKE.flags + ("--num-steps", "10")),
+}
+SCRIPTS = ("cadp_qmix", "cadp_vdn", "cadp_mappo")
+PEER_COUNTERPART = {"qmix": "cadp_qmix", "vdn": "cadp_vdn", "mappo": "cadp_mappo"}
+
+
+@dataclass(frozen=True)
+class Study:
+    env_ids: tuple[str, ...]
+    scripts: tuple[str, ...] = SCRIPTS  # each with and without advice
+    seeds: tuple[int, ...] = (1, 2, 3)
+    peers: tuple[str, ...] = ()  # algos of benchmarks/peer.py: "qmix", "vdn", "mappo"
+
+
+STUDIES: dict[str, Study] = {
+    "lbf": Study(env_ids=("lbforaging:Foraging-8x8-2p-3f-v3", "lbforaging:Foraging-2s-8x8-2p-3f-v3"),
+                 peers=("qmix", "mappo")),
+    "rware": Study(env_ids=("rware:rware-tiny-2ag-v2",)),
+    "mpe": Study(env_ids=("mpe2:simple_spread_v3",)),
+    "smoke": Study(env_ids=("matrix:two_step",), seeds=(1,)),  # seconds per job: for tests
+}
+
+# Rough env steps per second of one run while two share 2 cores, measured on LBF 8x8 (README: Speed);
+# only for ordering the jobs (longest first) and the dry run's estimate. Peers: assumed as the plain ones.
+ROUGH_SPS = {"cadp_qmix": 800, "cadp_vdn": 800, "cadp_mappo": 3_100,
+             "qmix": 1_300, "vdn": 1_300, "mappo": 4_800, "peer_qmix": 1_300, "peer_vdn": 1_300, "peer_mappo": 4_800}
+KEPT_TAGS = ("charts/episodic_return", "charts/SPS")  # besides every eval/ tag
+TRAINING_POINTS = 200  # charts/ tags: the mean over at most this many step bins per run, to keep the CSV small
+CSV_COLUMNS = ["study", "env_id", "algo", "script", "advice", "seed", "tag", "step", "wall_time_s", "value"]
+PEER = "peer"
+
+
+@dataclass(frozen=True)
+class Job:
+    study: str
+    env_id: str
+    script: str  # cadp_qmix, cadp_vdn, cadp_mappo, or "peer"
+    algo: str  # the label in the results: cadp_qmix, qmix (no advice), peer_qmix, ...
+    advice: bool
+    seed: int
+    budget: Budget
+
+    @property
+    def name(self) -> str:
+        return f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', self.env_id)}__{self.algo}__{self.seed}"
+
+    def flags(self) -> list[str]:
+        """The script's command-line flags."""
+        b = self.budget
+        return ["--env-id", self.env_id, "--seed", str(self.seed), "--total-timesteps", str(b.total_timesteps),
+                "--eval-interval", str(b.eval_interval), "--eval-episodes", str(b.eval_episodes),
+                "--torch-threads", "1", "--checkpoint-interval", "0",
+                *([] if self.advice else ["--no-advice"]), *b.flags]
+
+    def signature(self) -> str:
+        """What the run was asked to do; a finished job is skipped only while this stays the same."""
+        if self.script == PEER:
+            b = self.budget
+            return json.dumps(["peer.run_learning", self.algo.removeprefix("peer_"), self.env_id, self.seed,
+                               b.total_timesteps, b.eval_interval, b.eval_episodes])
+        return json.dumps([f"{self.script}.py", *self.flags()])
+
+    def rough_seconds(self) -> float:
+        return self.budget.total_timesteps / ROUGH_SPS.get(self.algo, 1_000)
+
+
+def env_family(env_id: str) -> str:
+    return env_id.partition(":")[0]
+
+
+def expand(study_name: str, seeds=None, total_timesteps=None, only=None) -> list[Job]:
+    """The jobs of a study, optionally with other seeds, another budget, and only names containing `only`."""
+    study = STUDIES[study_name]
+    jobs = []
+    for env_id in study.env_ids:
+        for seed in seeds or study.seeds:
+            for script in study.scripts:
+                budget = BUDGETS[script, env_family(env_id)]
+                for advice in (True, False):
+                    algo = script if advice else script.removeprefix("cadp_")
+                    jobs.append(Job(study_name, env_id, script, algo, advice, seed, budget))
+            for peer_algo in study.peers:
+                budget = replace(BUDGETS[PEER_COUNTERPART[peer_algo], env_family(env_id)], flags=())
+                jobs.append(Job(study_name, env_id, PEER, f"peer_{peer_algo}", False, seed, budget))
+    if total_timesteps:
+        jobs = [replace(job, budget=replace(job.budget, total_timesteps=total_timesteps)) for job in jobs]
+    return [job for job in jobs if only is None or only in job.name]
+
+
+# ---- Running one job: in a pool process or a Ray task -------------------------------------------
+def read_scalars(run_dir: Path) -> list[tuple[str, int, float, float]]:
+    """(tag, step, seconds since the run's first event, value) of the eval/ tags and KEPT_TAGS; the
+    KEPT_TAGS thinned to at most TRAINING_POINTS step bins (mean value, last step and time of each bin)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    tags = [tag for tag in accumulator.Tags()["scalars"] if tag.startswith("eval/") or tag in KEPT_TAGS]
+    events = {tag: sorted(accumulator.Scalars(tag), key=lambda e: (e.step, e.wall_time)) for tag in tags}
+    # the first event is normally the file's own header; a writer that sets its scalars' wall times
+    # itself may place them earlier, so the origin is whichever comes first
+    origin = min([e.wall_time for tag_events in events.values() for e in tag_events[:1]] +
+                 [accumulator.FirstEventTimestamp()])
+    rows = []
+    for tag, tag_events in events.items():
+        points = [(e.step, e.wall_time - origin, e.value) for e in tag_events]
+        if tag in KEPT_TAGS and len(points) > TRAINING_POINTS:
+            first, last = points[0][0], points[-1][0]
+            bins: dict[int, list] = {}
+            for point in points:
+                bins.setdefault((point[0] - first) * TRAINING_POINTS // (last - first + 1), []).append(point)
+            points = [(group[-1][0], group[-1][1], sum(p[2] for p in group) / len(group)) for group in bins.values()]
+        rows += [(tag, step, wall, value) for step, wall, value in points]
+    return rows
+
+
+def _train_script(job: Job, job_dir: Path, log_path: Path, root: Path) -> Path:
+    command = [sys.executable, str(root / f"{job.script}.py"), *job.flags()]
+    with open(log_path, "w") as log:
+        log.write(f"$ python {job.script}.py {' '.join(job.flags())}\n")
+        log.flush()
+        code = subprocess.run(command, check=False, cwd=job_dir, stdout=log, stderr=subprocess.STDOUT).returncode
+    if code != 0:
+        raise RuntimeError(f"exit code {code}")
+    if "final eval after" not in log_path.read_text(errors="replace"):
+        raise RuntimeError("exit code 0 without the final evaluation (stopped by a signal?)")
+    run_dirs = sorted(path for path in (job_dir / "runs").iterdir() if path.is_dir())
+    if len(run_dirs) != 1:
+        raise RuntimeError(f"expected one run directory in {job_dir / 'runs'}, found {len(run_dirs)}")
+    return run_dirs[0]
+
+
+def _train_peer(job: Job, job_dir: Path, log_path: Path) -> Path:
+    peer = importlib.import_module("benchmarks.peer")
+    run_dir, b = job_dir / "peer", job.budget
+    with open(log_path, "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+        print(f"peer.run_learning({job.signature()})", flush=True)
+        try:
+            peer.run_learning(algo=job.algo.removeprefix("peer_"), env_id=job.env_id, seed=job.seed,
+                              total_timesteps=b.total_timesteps, eval_interval=b.eval_interval,
+                              eval_episodes=b.eval_episodes, run_dir=str(run_dir))
+        finally:  # the peer's own output, for the report of a failure
+            peer_log = run_dir / "peer.log"
+            if peer_log.exists():
+                print(f"--- the end of {peer_log.name} ---\n{log_tail(peer_log.read_text(errors='replace'), 40)}")
+    if not (run_dir / "done").exists():
+        raise RuntimeError(f"peer.run_learning returned without writing {run_dir / 'done'}")
+    return run_dir
+
+
+def run_job(job: Job, job_dir: str | None = None, root: str | None = None) -> dict:
+    """Train one job in job_dir (emptied first; None: a temporary directory, removed after) with the
+    scripts of `root` (None: the current directory, as in a Ray task with a working_dir). Returns
+    {"ok", "error", "rows" (read_scalars), "log" (its text), "seconds"}; never raises."""
+    root_path = Path(root or os.getcwd())
+    if str(root_path) not in sys.path:
+        sys.path.insert(0, str(root_path))
+    scratch = None if job_dir else tempfile.mkdtemp(prefix="cadp-job-")
+    path = Path(job_dir or Path(scratch) / job.name)
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    log_path, start = path / "log.txt", time.time()
+    try:
+        run_dir = _train_peer(job, path, log_path) if job.script == PEER else \
+            _train_script(job, path, log_path, root_path)
+        rows, error = read_scalars(run_dir), None
+    except Exception as e:  # noqa: BLE001 -- any failure is reported by the driver, with the log's tail
+        rows, error = [], f"{type(e).__name__}: {e}"
+    log = log_path.read_text(errors="replace") if log_path.exists() else ""
+    if scratch:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return {"ok": error is None, "error": error, "rows": rows, "log": log, "seconds": time.time() - start}
+
+
+def _failure(error: str) -> dict:
+    return {"ok": False, "error": error, "rows": [], "log": "", "seconds": 0.0}
+
+
+# ---- Executors: yield (job, result) as jobs finish ------------------------------------------------
+def run_local(jobs: list[Job], job_dirs: dict[Job, Path], workers: int):
+    if workers == 1:  # in this process, one after the other
+        for job in jobs:
+            yield job, run_job(job, str(job_dirs[job]), str(ROOT))
+        return
+    queue, running = list(jobs), {}
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        # a job is handed to the pool only when a worker is free: after Ctrl-C, no further job starts
+        while queue or running:
+            while queue and len(running) < workers:
+                job = queue.pop(0)
+                running[pool.submit(run_job, job, str(job_dirs[job]), str(ROOT))] = job
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                job = running.pop(future)
+                try:
+                    result = future.result()
+                except Exception as e:  # noqa: BLE001 -- e.g. a pool process that died
+                    result = _failure(f"{type(e).__name__}: {e}")
+                yield job, result
+
+
+RAY_EXCLUDES = [".git", ".venv", ".ci-venv", "runs", "benchmarks/runs", ".hypothesis", ".pytest_cache",
+                ".ruff_cache", "__pycache__"]
+
+
+def run_ray(jobs: list[Job], job_dirs: dict[Job, Path], workers: int, address: str | None):
+    """Each job is a Ray task with num_cpus=1. Local (address None): a Ray of `workers` CPUs whose tasks
+    write into the job directories. A cluster: the repository goes to the workers as working_dir and
+    the tasks train in temporary directories, returning their scalars and logs."""
+    try:
+        import ray
+    except ImportError:
+        raise SystemExit("error: --ray and --ray-address need Ray: pip install -r requirements-bench.txt") from None
+    import logging
+
+    if address:
+        ray.init(address=address, logging_level=logging.WARNING,
+                 runtime_env={"working_dir": str(ROOT), "excludes": RAY_EXCLUDES})
+    else:
+        python_path = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
+        # address="local": a new Ray of its own, even if one already runs on this machine
+        ray.init(address="local", num_cpus=workers, include_dashboard=False, logging_level=logging.WARNING,
+                 runtime_env={"env_vars": {"PYTHONPATH": python_path}})
+    task = ray.remote(num_cpus=1, max_retries=0)(run_job)
+    try:
+        pending = {task.remote(job, None, None) if address else task.remote(job, str(job_dirs[job]), str(ROOT)): job
+                   for job in jobs}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            job = pending.pop(ready[0])
+            try:
+                yield job, ray.get(ready[0])
+            except ray.exceptions.RayError as e:
+                yield job, _failure(f"Ray task failed: {e}")
+    finally:
+        ray.shutdown()
+
+
+# ---- The driver ----------------------------------------------------------------------------------
+def is_finished(job: Job, job_dir: Path) -> bool:
+    try:
+        return json.loads((job_dir / "done").read_text())["signature"] == job.signature()
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def record(job: Job, job_dir: Path, result: dict, elsewhere: bool = False) -> None:
+    """Write what a job returned: its log (when it ran `elsewhere`, in a directory of its own), and
+    when it succeeded its scalars and the `done` marker, last."""
+    if elsewhere or not (job_dir / "log.txt").exists():
+        shutil.rmtree(job_dir, ignore_errors=True)
+        job_dir.mkdir(parents=True)
+        (job_dir / "log.txt").write_text(result["log"])
+    if not result["ok"]:
+        return
+    with open(job_dir / "scalars.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["tag", "step", "wall_time_s", "value"])
+        writer.writerows((tag, step, f"{wall:.3f}", f"{value:.7g}") for tag, step, wall, value in result["rows"])
+    (job_dir / "done").write_text(json.dumps({"signature": job.signature(), "seconds": round(result["seconds"], 1)}))
+
+
+def write_study_csv(jobs: list[Job], job_dirs: dict[Job, Path], path: Path) -> int:
+    """One CSV of the finished jobs' scalars; returns its number of rows."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CSV_COLUMNS)
+        for job in jobs:
+            if not is_finished(job, job_dirs[job]):
+                continue
+            with open(job_dirs[job] / "scalars.csv", newline="") as scalars:
+                for row in list(csv.reader(scalars))[1:]:
+                    writer.writerow([job.study, job.env_id, job.algo, job.script, str(job.advice).lower(), job.seed, *row])
+                    count += 1
+    return count
+
+
+def log_tail(text: str, lines: int = 15) -> str:
+    """The last lines of a log, with progress-bar redraws (carriage returns) as separate lines."""
+    kept = [line for line in text.replace("\r", "\n").splitlines() if line.strip()]
+    return "\n".join("    " + line for line in kept[-lines:])
+
+
+def makespan(seconds: list[float], workers: int) -> float:
+    """Duration of running these jobs, longest first, on `workers` slots."""
+    slots = [0.0] * max(1, min(workers, len(seconds)))
+    for s in sorted(seconds, reverse=True):
+        heapq.heappush(slots, heapq.heappop(slots) + s)
+    return max(slots)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--study", required=True, choices=list(STUDIES))
+    parser.add_argument("--seeds", type=int, nargs="+", help="instead of the study's seeds")
+    parser.add_argument("--total-timesteps", type=int, help="instead of every job's budget")
+    parser.add_argument("--only", metavar="SUBSTRING",
+                        help="run only the jobs whose name contains this (the CSV holds every finished job of the study)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count(), help="jobs at a time (default: CPU count)")
+    parser.add_argument("--dry-run", action="store_true", help="list the jobs and a rough duration, run nothing")
+    parser.add_argument("--ray", action="store_true", help="run the jobs as tasks of a local Ray")
+    parser.add_argument("--ray-address", help="run the jobs as tasks of this Ray cluster")
+    parser.add_argument("--runs-dir", type=Path, default=ROOT / "benchmarks" / "runs", help="job directories go in RUNS_DIR/{study}/")
+    parser.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results", help="the CSV, PNGs and table go here")
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers must be >= 1")
+
+    all_jobs = expand(args.study, args.seeds, args.total_timesteps)
+    jobs = [job for job in all_jobs if args.only is None or args.only in job.name]
+    if not jobs:
+        parser.error(f"no job of study {args.study!r} matches --only {args.only!r}")
+    job_dirs = {job: args.runs_dir / args.study / job.name for job in all_jobs}
+    jobs.sort(key=Job.rough_seconds, reverse=True)  # longest first
+    todo = [job for job in jobs if not is_finished(job, job_dirs[job])]
+
+    if args.dry_run:
+        for job in jobs:
+            status = "finished" if job not in todo else f"~{job.rough_seconds() / 60:.0f} min"
+            what = f"peer.run_learning {job.algo.removeprefix('peer_')}" if job.script == PEER else \
+                f"{job.script}.py {' '.join(job.flags())}"
+            print(f"{job.name:<55} {status:>9}  {what}")
+        steps = sum(job.budget.total_timesteps for job in todo)
+        print(f"{len(jobs)} jobs: {len(jobs) - len(todo)} finished, {len(todo)} to run, {steps:,} env steps; roughly "
+              f"{makespan([job.rough_seconds() for job in todo], args.workers) / 3600:.1f} h on {args.workers} workers "
+              "(speeds measured on LBF with 2 runs per 2 cores; others may differ)")
+        return 0
+
+    print(f"study {args.study}: {len(jobs)} jobs, {len(jobs) - len(todo)} already finished, "
+          f"running {len(todo)} on {'Ray' if args.ray or args.ray_address else f'{args.workers} workers'}", flush=True)
+    if any(job.script == PEER for job in todo):
+        importlib.import_module("benchmarks.peer")  # fail now, not after the other jobs
+    executor = run_ray(todo, job_dirs, args.workers, args.ray_address) if args.ray or args.ray_address else \
+        run_local(todo, job_dirs, args.workers)
+    failed = []
+    for done_count, (job, result) in enumerate(executor, 1):
+        record(job, job_dirs[job], result, elsewhere=bool(args.ray_address))
+        status = f"ok in {result['seconds']:.0f} s" if result["ok"] else f"FAILED: {result['error']}"
+        print(f"[{done_count}/{len(todo)}] {job.name}: {status}", flush=True)
+        if not result["ok"]:
+            failed.append((job, result))
+
+    csv_path = args.results_dir / f"learning_{args.study}.csv"
+    rows = write_study_csv(all_jobs, job_dirs, csv_path)
+    print(f"{rows} rows written to {csv_path}")
+    if rows:
+        from benchmarks import plot
+
+        machine = f"a Ray cluster ({args.ray_address}), one torch thread per run" if args.ray_address else \
+            f"{os.cpu_count()} CPU cores, {args.workers} runs at a time, one torch thread per run"
+        for path in plot.make_report(csv_path, machine=machine):
+            print(f"written {path}")
+    for job, result in failed:
+        print(f"\nFAILED {job.name} ({result['error']}); log {job_dirs[job] / 'log.txt'} ends:\n{log_tail(result['log'])}",
+              file=sys.stderr)
+    if failed:
+        print(f"{len(failed)} of {len(todo)} jobs failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
