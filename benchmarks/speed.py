@@ -23,7 +23,8 @@ peak resident memory of the run's process.
     python benchmarks/speed.py                 # ours only
     python benchmarks/speed.py --peers         # and pymarlzooplus (own venv, created on first use)
 
-Prints a table and our/peer ratios; writes benchmarks/results/speed.csv.
+Prints a table and our/peer ratios; writes them to benchmarks/results/speed.csv and speed.md
+(`--report-only` rewrites speed.md from the CSV without measuring).
 These machines are shared: compare the ratios of one invocation, not absolute figures
 across invocations.
 """
@@ -55,7 +56,7 @@ SAME_WORK_FLAGS = {
     "vdn": ["--batch-size", "32", "--buffer-size", "5000", "--learning-rate", "5e-4", "--hidden-dim", "64",
             "--target-network-frequency", "200"],
     "mappo": ["--num-envs", "10", "--num-steps", "50", "--update-epochs", "4", "--num-minibatches", "1",
-              "--hidden-dim", "64", "--learning-rate", "3e-4"],
+              "--hidden-dim", "64", "--learning-rate", "5e-4"],
 }
 CSV_FIELDS = ["implementation", "algo", "advice", "threads", "env_id", "env_steps", "env_steps_per_s",
               "update_ms", "minimal_update_ms", "peak_rss_mib", "wall_s"]
@@ -116,7 +117,7 @@ def minimal_update_ms(algo: str, advice: bool, env_id: str, threads: int, repeat
     if algo == "mappo":
         num_envs, epochs = int(flags[flags.index("--num-envs") + 1]), int(flags[flags.index("--update-epochs") + 1])
         critic = module.Critic(state_dim, obs_dim, n_agents, args.hidden_dim, args.agent_specific_state)
-        optimizer = torch.optim.Adam(list(agent.parameters()) + list(critic.parameters()), lr=3e-4)
+        optimizer = torch.optim.Adam(list(agent.parameters()) + list(critic.parameters()), lr=5e-4)
         chunks = num_envs * steps // args.chunk_length
         obs = torch.randn(chunks, args.chunk_length, n_agents, obs_dim)  # (chunks, chunk_length, agents, obs)
         state = torch.randn(chunks, args.chunk_length, state_dim)
@@ -195,6 +196,38 @@ def print_ratios(rows: list[dict]) -> list[str]:
     return lines
 
 
+def write_markdown(rows: list[dict], ratio_lines: list[str], path: Path) -> None:
+    env_id, steps = rows[0]["env_id"], rows[0]["env_steps"]
+    lines = [f"# Training speed: `{env_id}`, {steps} env steps per run",
+             "",
+             f"Written by `python benchmarks/speed.py{' --peers' if ratio_lines else ''}` on a machine with "
+             f"{os.cpu_count()} CPU cores. Env steps/s of the training loop (start-up and test episodes excluded), "
+             "mean time of one update, the same networks' minimal forward+backward+Adam step (ours only), "
+             "peak resident memory of the run's process (the peer's MAPPO also has 10 env worker processes).",
+             "",
+             "| implementation | algo | advice | torch threads | env steps/s | update ms | minimal update ms | peak MiB |",
+             "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        minimal = f"{float(row['minimal_update_ms']):.1f}" if row["minimal_update_ms"] != "" else "-"
+        lines.append(f"| {row['implementation']} | {row['algo']} | {row['advice']} | {row['threads']} | "
+                     f"{float(row['env_steps_per_s']):,.0f} | {float(row['update_ms']):.1f} | {minimal} | "
+                     f"{float(row['peak_rss_mib']):.0f} |")
+    if ratio_lines:
+        lines += ["", "Ours / peer, measured in the same invocation:", ""] + [f"- {line}" for line in ratio_lines]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        for name in ("env_steps_per_s", "update_ms", "peak_rss_mib", "wall_s"):
+            row[name] = float(row[name])
+        row["minimal_update_ms"] = float(row["minimal_update_ms"]) if row["minimal_update_ms"] else ""
+        row["threads"] = int(row["threads"])
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env-id", default="lbforaging:Foraging-8x8-2p-3f-v3")
@@ -204,7 +237,14 @@ def main() -> None:
                         help=f"torch threads per run (default: 1 and torch's default here, {DEFAULT_THREADS})")
     parser.add_argument("--peers", action="store_true", help="also run pymarlzooplus (in benchmarks/.peer-venv)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "speed.csv"))
+    parser.add_argument("--report-only", action="store_true", help="rewrite the .md beside --out from it, measure nothing")
     args = parser.parse_args()
+    out = Path(args.out)
+    if args.report_only:
+        rows = read_rows(out)
+        print_table(rows)
+        write_markdown(rows, print_ratios(rows), out.with_suffix(".md"))
+        return
 
     if args.peers:
         import peer
@@ -230,8 +270,7 @@ def main() -> None:
                              "peak_rss_mib": result["peak_rss_mib"], "wall_s": result["wall_s"],
                              "minimal_update_ms": ""})
     print_table(rows)
-    print_ratios(rows)
-    out = Path(args.out)
+    ratio_lines = print_ratios(rows)
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
@@ -239,7 +278,8 @@ def main() -> None:
         for row in rows:
             writer.writerow({name: (round(value, 2) if isinstance(value, float) else value)
                              for name, value in row.items() if name in CSV_FIELDS})
-    print(f"\nwritten to {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}; "
+    write_markdown(rows, ratio_lines, out.with_suffix(".md"))
+    print(f"\nwritten to {out} and {out.with_suffix('.md').name}; "
           f"machine: {os.cpu_count()} CPU cores, budget {args.env_steps} env steps per run")
 
 
