@@ -93,6 +93,12 @@ def run_ours(algo: str, advice: bool, env_id: str, env_steps: int, threads: int)
             "peak_rss_mib": usage.ru_maxrss / 1024, "wall_s": wall}
 
 
+def same_work_value(algo: str, flag: str) -> int:
+    """The value SAME_WORK_FLAGS gives `flag`, so the minimal update has the runs' shapes."""
+    flags = SAME_WORK_FLAGS[algo]
+    return int(flags[flags.index(flag) + 1])
+
+
 def load_script(algo: str):
     spec = importlib.util.spec_from_file_location(f"cadp_{algo}", ROOT / f"cadp_{algo}.py")
     module = importlib.util.module_from_spec(spec)
@@ -106,8 +112,7 @@ def minimal_update_ms(algo: str, advice: bool, env_id: str, threads: int, repeat
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     module = load_script(algo)
-    flags = SAME_WORK_FLAGS[algo]
-    args = module.Args(advice=advice, hidden_dim=int(flags[flags.index("--hidden-dim") + 1]))
+    args = module.Args(advice=advice, hidden_dim=same_work_value(algo, "--hidden-dim"))
     envs = make_vec_env(env_id, 1, 0, agent_id_feature=args.obs_agent_id, last_action_feature=args.obs_last_action)
     n_agents, obs_dim, state_dim, n_actions = envs.n_agents, envs.obs_dim, envs.state_dim, envs.n_actions
     steps = envs.episode_limit
@@ -115,7 +120,7 @@ def minimal_update_ms(algo: str, advice: bool, env_id: str, threads: int, repeat
     agent = module.CADPAgent(obs_dim, n_actions, args)
 
     if algo == "mappo":
-        num_envs, epochs = int(flags[flags.index("--num-envs") + 1]), int(flags[flags.index("--update-epochs") + 1])
+        num_envs, epochs = same_work_value(algo, "--num-envs"), same_work_value(algo, "--update-epochs")
         critic = module.Critic(state_dim, obs_dim, n_agents, args.hidden_dim, args.agent_specific_state)
         optimizer = torch.optim.Adam(list(agent.parameters()) + list(critic.parameters()), lr=5e-4)
         chunks = num_envs * steps // args.chunk_length
