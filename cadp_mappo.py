@@ -17,10 +17,12 @@ import pickle
 import random
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.distributions import Categorical
 
 from common.checkpoint import (Checkpointer, check_flags, check_memory, env_spec, fail, measure_envs,
@@ -118,14 +120,20 @@ class Args:
     # CADP
     advice: bool = True
     """exchange advice between agents during training; `--no-advice` is plain recurrent MAPPO"""
+    advice_placement: Literal["post-gru", "gru-input"] = "post-gru"
+    """where the advice enters the actor: `post-gru` beside the GRU's output (the authors' release; without advice,
+    MAPPO's recurrent actor) or `gru-input` into the GRU beside the observation (the extended abstract's Eq. 2)"""
     att_heads: int = 4
     """attention heads of the advice attention (Eq. 1)"""
     att_embed_dim: int = 32
     """query/key/value size per head"""
     prune_coef: float = 0.5
-    """weight alpha of the pruning loss (Eq. 3)"""
+    """weight alpha of the pruning loss (Eq. 3), at `prune_loss_scale`"""
+    prune_loss_scale: Literal["release", "eq3"] = "release"
+    """`release`: the authors' mean over heads x agents x agents entries, for which their alphas are tuned; `eq3`:
+    Eq. 3 literally (summed over agents, mean over heads), agents^2 times larger"""
     prune_start_fraction: float = 0.67
-    """fraction of `total_timesteps` after which the pruning loss is switched on"""
+    """fraction of `total_timesteps` after which the pruning loss is switched on (1 = never)"""
     prune_ramp_fraction: float = 0.0
     """fraction of `total_timesteps` over which alpha ramps linearly from 0 (0 = switch on at once)"""
 
@@ -199,20 +207,45 @@ class AdviceAttention(nn.Module):
 
 
 class CADPAgent(nn.Module):
-    """Per-agent actor, parameters shared by all agents: advice -> GRU([z_i, o_i]) -> MLP -> logits."""
+    """Per-agent actor, parameters shared by all agents. `--advice-placement`:
+    post-gru (the authors' release): x_i = MLP(LayerNorm(o_i)); h_i = LayerNorm(GRU(x_i, h_i));
+        a_i = ReLU(advice_fc(z_i)); logits = head(merge([h_i, a_i])). Without advice: MAPPO's recurrent
+        actor, logits = head(h_i).
+    gru-input (the extended abstract's Eq. 2): h_i = GRU([z_i, o_i], h_i); logits = MLP(h_i). Without
+        advice: the same GRU on o_i alone."""
 
     def __init__(self, obs_dim: int, n_actions: int, args: Args):
         super().__init__()
+        self.placement, hidden_dim = args.advice_placement, args.hidden_dim
         self.advice = AdviceAttention(obs_dim, args.att_heads, args.att_embed_dim) if args.advice else None
         advice_dim = args.att_heads * args.att_embed_dim if args.advice else 0
-        # CADP Eq. 2: the GRU reads the advice *and* the raw observation; the raw one is the
-        # residual path that never passes through attention, so pruning cannot cut it off
-        self.gru = nn.GRU(advice_dim + obs_dim, args.hidden_dim, batch_first=True)
-        # a small last layer starts the policy near uniform over the available actions (MAPPO, CleanRL)
-        self.policy_head = nn.Sequential(
-            layer_init(nn.Linear(args.hidden_dim, args.hidden_dim)), nn.ReLU(),
-            layer_init(nn.Linear(args.hidden_dim, n_actions), std=0.01),
-        )
+        self.base = self.gru_norm = self.advice_fc = self.merge = None
+        if self.placement == "post-gru":
+            # MAPPO's actor: normalized input, a LayerNorm'd ReLU MLP, a GRU (orthogonal, zero biases), LayerNorm
+            self.base = nn.Sequential(
+                nn.LayerNorm(obs_dim), layer_init(nn.Linear(obs_dim, hidden_dim)), nn.ReLU(), nn.LayerNorm(hidden_dim),
+                layer_init(nn.Linear(hidden_dim, hidden_dim)), nn.ReLU(), nn.LayerNorm(hidden_dim),
+            )
+            self.gru = nn.GRU(hidden_dim, hidden_dim, batch_first=True)
+            for name, parameter in self.gru.named_parameters():
+                nn.init.orthogonal_(parameter) if "weight" in name else nn.init.zeros_(parameter)
+            self.gru_norm = nn.LayerNorm(hidden_dim)
+            if args.advice:
+                # CADP: the advice is a per-step feed-forward branch beside the recurrent one; pruning cuts
+                # it down to the agent's own v_i, and the recurrent branch never sees other agents.
+                # merge is linear, as in the release: the policy head follows it directly
+                self.advice_fc = nn.Linear(advice_dim, hidden_dim)
+                self.merge = nn.Linear(2 * hidden_dim, hidden_dim)
+            # a small last layer starts the policy near uniform over the available actions (MAPPO, CleanRL)
+            self.policy_head = layer_init(nn.Linear(hidden_dim, n_actions), std=0.01)
+        else:
+            # CADP Eq. 2: the GRU reads the advice *and* the raw observation; the raw one is the
+            # residual path that never passes through attention, so pruning cannot cut it off
+            self.gru = nn.GRU(advice_dim + obs_dim, hidden_dim, batch_first=True)
+            self.policy_head = nn.Sequential(
+                layer_init(nn.Linear(hidden_dim, hidden_dim)), nn.ReLU(),
+                layer_init(nn.Linear(hidden_dim, n_actions), std=0.01),
+            )
 
     def forward(self, obs: torch.Tensor, hidden: torch.Tensor, decentralized: bool = False,
                 episode_starts: torch.Tensor | None = None):
@@ -221,11 +254,14 @@ class CADPAgent(nn.Module):
         before it -> logits (batch, time, agents, actions), new hidden, log-confidence
         (batch, time, heads, agents, agents)."""
         batch, time_steps, n_agents, _ = obs.shape
-        inputs, log_confidence = obs, None
+        advice, log_confidence = None, None
         if self.advice is not None:
             # the advice depends on observations only, so all time steps are attended at once
-            advice, log_confidence = self.advice(obs, decentralized)
-            inputs = torch.cat([advice, obs], dim=-1)  # CADP Eq. 2: [z_i, o_i]
+            advice, log_confidence = self.advice(obs, decentralized)  # (batch, time, agents, heads * embed)
+        if self.base is not None:
+            inputs = self.base(obs)
+        else:
+            inputs = obs if advice is None else torch.cat([advice, obs], dim=-1)  # CADP Eq. 2: [z_i, o_i]
         # each agent of each sequence is one GRU sequence: (batch * agents, time, features)
         sequences = inputs.transpose(1, 2).reshape(batch * n_agents, time_steps, -1)
         if episode_starts is None:
@@ -239,8 +275,13 @@ class CADPAgent(nn.Module):
             piece, hidden = self.gru(sequences[:, start:end], hidden * keep[None, :, start, None])
             pieces.append(piece)
         outputs = torch.cat(pieces, dim=1)  # (batch * agents, time, hidden_dim)
-        logits = self.policy_head(outputs).view(batch, n_agents, time_steps, -1).transpose(1, 2)
-        return logits, hidden.view(batch, n_agents, -1), log_confidence
+        features = outputs.view(batch, n_agents, time_steps, -1).transpose(1, 2)  # (batch, time, agents, hidden)
+        if self.gru_norm is not None:
+            features = self.gru_norm(features)
+        if self.merge is not None:
+            # CADP (the release's placement): the policy from [h_i, ReLU(advice_fc(z_i))]
+            features = self.merge(torch.cat([features, F.relu(self.advice_fc(advice))], dim=-1))
+        return self.policy_head(features), hidden.view(batch, n_agents, -1), log_confidence
 
 
 class Critic(nn.Module):
@@ -345,19 +386,24 @@ def value_loss(new_values, old_values, targets, clip_coef: float, clip_vloss: bo
     return 0.5 * torch.max(unclipped, (clipped_values - targets) ** 2).mean()
 
 
-def pruning_loss(log_confidence: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """CADP Eq. 3: L_p = sum_i KL(e_i || c_i) = sum_i -log c_ii, summed over agents and
-    averaged over heads and the valid (mask == 1) steps.
+def pruning_loss(log_confidence: torch.Tensor, mask: torch.Tensor, scale: str = "release") -> torch.Tensor:
+    """CADP Eq. 3, L_p = sum_i KL(e_i || c_i) = sum_i -log c_ii, averaged over the valid (mask == 1) steps.
+    `release`: as the authors' release computes it, the mean of KL(e_i || c_i)'s terms over all heads x agents
+    x agents entries, (1/(H N^2)) sum_h sum_i -log c_ii: their alphas are tuned for this scale. `eq3`: Eq. 3
+    literally (sum over agents, mean over heads), N^2 times larger.
     log_confidence (batch, time, heads, agents, agents), mask (batch, time)."""
+    heads, n_agents = log_confidence.shape[-3], log_confidence.shape[-1]
     self_log_confidence = log_confidence.diagonal(dim1=-2, dim2=-1)  # (batch, time, heads, agents)
-    per_step = -self_log_confidence.sum(dim=-1).mean(dim=-1)  # (batch, time)
+    entries = heads * n_agents**2 if scale == "release" else heads
+    per_step = -self_log_confidence.sum(dim=(-2, -1)) / entries  # (batch, time)
     return (per_step * mask).sum() / mask.sum()
 
 
 def prune_coef_at(step: int, args: Args) -> float:
-    """alpha at `step`: 0 before the breakpoint, then `prune_coef` (linearly ramped if asked)."""
+    """alpha at `step`: 0 up to the breakpoint (as the release: on once t_env > breakpoint), then
+    `prune_coef`, linearly ramped if asked."""
     start = args.prune_start_fraction * args.total_timesteps
-    if not args.advice or step < start:
+    if not args.advice or args.prune_start_fraction >= 1 or step <= start:  # 1: never, even past the budget
         return 0.0
     ramp = args.prune_ramp_fraction * args.total_timesteps
     return args.prune_coef * (1.0 if ramp <= 0 else min(1.0, (step - start) / ramp))
@@ -374,7 +420,8 @@ def to_chunks(x: torch.Tensor, chunk_length: int) -> torch.Tensor:
 def evaluate(agent, envs: VecMultiAgentEnv, hidden_dim: int, device, decentralized: bool, greedy: bool):
     """Returns (and wins) of one episode in each of the eval envs, and the mean confidence matrix c
     (heads, agents, agents) over their steps (None for CADP(D) or without advice)."""
-    obs, _, avail = envs.reset()
+    # reseeded every time: every evaluation, model (C or D) and run of this seed plays the same episodes
+    obs, _, avail = envs.reset(seed=envs.seed)
     hidden = torch.zeros(envs.num_envs, envs.n_agents, hidden_dim, device=device)
     finished = np.zeros(envs.num_envs, bool)
     returns, wins = np.zeros(envs.num_envs), np.zeros(envs.num_envs)
@@ -396,12 +443,14 @@ def evaluate(agent, envs: VecMultiAgentEnv, hidden_dim: int, device, decentraliz
 
 
 class DecentralizedActor(nn.Module):
-    """CADP(D) for deployment: value projection, one GRU step and the policy head. It holds no query
-    or key weights: after pruning, an agent's action depends on its own observation alone."""
+    """CADP(D) for deployment: one step of the actor with z_i = v_i. It holds no query or key weights:
+    after pruning, an agent's action depends on its own observation alone."""
 
     def __init__(self, agent: CADPAgent):
         super().__init__()
         self.value = None if agent.advice is None else copy.deepcopy(agent.advice.value)
+        self.base, self.gru_norm, self.advice_fc, self.merge = (
+            copy.deepcopy(m) for m in (agent.base, agent.gru_norm, agent.advice_fc, agent.merge))
         # the same weights as the agent's nn.GRU, stepped once per call
         self.gru = nn.GRUCell(agent.gru.input_size, agent.gru.hidden_size)
         self.gru.load_state_dict({name.removesuffix("_l0"): p for name, p in agent.gru.state_dict().items()})
@@ -410,9 +459,16 @@ class DecentralizedActor(nn.Module):
     def forward(self, obs: torch.Tensor, hidden: torch.Tensor, avail: torch.Tensor):
         """obs (batch, agents, obs_dim), hidden (batch, agents, hidden_dim), avail (batch, agents, actions)
         bool -> logits (batch, agents, actions) with -inf for unavailable actions, new hidden."""
-        inputs = obs if self.value is None else torch.cat([self.value(obs), obs], dim=-1)
+        advice = None if self.value is None else self.value(obs)  # CADP(D): z_i = v_i
+        if self.base is not None:
+            inputs = self.base(obs)
+        else:
+            inputs = obs if advice is None else torch.cat([advice, obs], dim=-1)
         new_hidden = self.gru(inputs.flatten(0, 1), hidden.flatten(0, 1)).view_as(hidden)
-        return self.policy_head(new_hidden).masked_fill(~avail, -torch.inf), new_hidden
+        features = new_hidden if self.gru_norm is None else self.gru_norm(new_hidden)
+        if self.merge is not None:
+            features = self.merge(torch.cat([features, F.relu(self.advice_fc(advice))], dim=-1))
+        return self.policy_head(features).masked_fill(~avail, -torch.inf), new_hidden
 
 
 def export_decentralized_actor(agent: CADPAgent, envs: VecMultiAgentEnv, hidden_dim: int, run_dir: str) -> str:
@@ -589,7 +645,7 @@ if __name__ == "__main__":
                 if log_confidence is not None:
                     # CADP Eq. 3: the pruning loss pulls each agent's confidence onto itself
                     every_step = torch.ones(log_confidence.shape[:2], device=device)  # chunks have no padding
-                    prune_loss = pruning_loss(log_confidence, every_step)
+                    prune_loss = pruning_loss(log_confidence, every_step, args.prune_loss_scale)
                     actor_loss = actor_loss + prune_coef * prune_loss
                 new_values = critic(mb["state"], mb["obs"])
                 v_loss = value_loss(new_values, mb["values"], mb["targets"], args.clip_coef, args.clip_vloss)

@@ -16,6 +16,7 @@ import pickle
 import random
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -88,6 +89,9 @@ class Args:
     """final epsilon"""
     exploration_fraction: float = 0.2
     """fraction of `total_timesteps` over which epsilon decays linearly"""
+    exploration_steps: int | None = None
+    """environment steps over which epsilon decays, overriding `exploration_fraction` (the release: 50k, 500k on
+    corridor and 3s5z_vs_3s6z)"""
     learning_starts: int = 0
     """environment steps before the first update (updates also wait for `batch_size` episodes)"""
     double_q: bool = True
@@ -105,19 +109,27 @@ class Args:
     eval_interval: int = 10_000
     """environment steps between evaluations of CADP(C) and CADP(D)"""
     eval_episodes: int = 32
-    """greedy episodes per evaluation of each model"""
+    """episodes per evaluation of each model, the same ones (same seeds) at every evaluation"""
+    eval_epsilon: float = 0.0
+    """epsilon of the evaluation episodes (0 = greedy); a little breaks greedy deadlocks (LBF agents bumping forever)"""
 
     # CADP
     advice: bool = True
     """exchange advice between agents during training; `--no-advice` is plain QMIX"""
+    advice_placement: Literal["post-gru", "gru-input"] = "post-gru"
+    """where the advice enters the agent: `post-gru` beside the GRU's output (the authors' release; without advice,
+    pymarl's RNN agent) or `gru-input` into the GRU beside the observation (the extended abstract's Eq. 2)"""
     att_heads: int = 4
     """attention heads of the advice attention (Eq. 1)"""
     att_embed_dim: int = 32
     """query/key/value size per head"""
     prune_coef: float = 0.5
-    """weight alpha of the pruning loss (Eq. 3)"""
+    """weight alpha of the pruning loss (Eq. 3), at `prune_loss_scale`"""
+    prune_loss_scale: Literal["release", "eq3"] = "release"
+    """`release`: the authors' mean over heads x agents x agents entries, for which their alphas are tuned; `eq3`:
+    Eq. 3 literally (summed over agents, mean over heads), agents^2 times larger"""
     prune_start_fraction: float = 0.67
-    """fraction of `total_timesteps` after which the pruning loss is switched on"""
+    """fraction of `total_timesteps` after which the pruning loss is switched on (1 = never)"""
     prune_ramp_fraction: float = 0.0
     """fraction of `total_timesteps` over which alpha ramps linearly from 0 (0 = switch on at once)"""
 
@@ -130,7 +142,9 @@ def validate(args: Args) -> None:
                                 "mixing_embed_dim", "hypernet_embed_dim"),
                 non_negative=("learning_starts", "prune_coef", "checkpoint_interval", "checkpoint_buffer_max_mb"),
                 fractions=("gamma", "start_e", "end_e", "exploration_fraction", "prune_start_fraction",
-                           "prune_ramp_fraction"))
+                           "prune_ramp_fraction", "eval_epsilon"))
+    if args.exploration_steps is not None and args.exploration_steps < 0:
+        fail(f"--exploration-steps must be >= 0, got {args.exploration_steps}")
     if args.batch_size > args.buffer_size:
         fail(f"--batch-size {args.batch_size} is larger than --buffer-size {args.buffer_size} (both count episodes)")
     if args.eval_only and not args.checkpoint:
@@ -178,33 +192,55 @@ class AdviceAttention(nn.Module):
 
 
 class CADPAgent(nn.Module):
-    """Per-agent Q-network, parameters shared by all agents: advice -> GRU([z_i, o_i]) -> MLP."""
+    """Per-agent Q-network, parameters shared by all agents. `--advice-placement`:
+    post-gru (the authors' release): x_i = ReLU(fc1(o_i)); h_i = GRU(x_i, h_i); a_i = ReLU(advice_fc(z_i));
+        Q_i = MLP(ReLU(merge([h_i, a_i]))). Without advice: pymarl's RNN agent, Q_i = Linear(h_i).
+    gru-input (the extended abstract's Eq. 2): h_i = GRU([z_i, o_i], h_i); Q_i = MLP(h_i). Without advice:
+        the same GRU on o_i alone."""
 
     def __init__(self, obs_dim: int, n_actions: int, args: Args):
         super().__init__()
+        self.placement, hidden_dim = args.advice_placement, args.hidden_dim
         self.advice = AdviceAttention(obs_dim, args.att_heads, args.att_embed_dim) if args.advice else None
         advice_dim = args.att_heads * args.att_embed_dim if args.advice else 0
-        # CADP Eq. 2: the GRU reads the advice *and* the raw observation; the raw one is the
-        # residual path that never passes through attention, so pruning cannot cut it off
-        self.gru = nn.GRU(advice_dim + obs_dim, args.hidden_dim, batch_first=True)
-        self.q_head = nn.Sequential(
-            nn.Linear(args.hidden_dim, args.hidden_dim), nn.ReLU(), nn.Linear(args.hidden_dim, n_actions)
-        )
+        self.fc1 = self.advice_fc = self.merge = None
+        if self.placement == "post-gru":
+            self.fc1 = nn.Linear(obs_dim, hidden_dim)
+            self.gru = nn.GRU(hidden_dim, hidden_dim, batch_first=True)
+            if args.advice:
+                # CADP: the advice is a per-step feed-forward branch beside the recurrent one; pruning cuts
+                # it down to the agent's own v_i, and the recurrent branch never sees other agents
+                self.advice_fc = nn.Linear(advice_dim, hidden_dim)
+                self.merge = nn.Sequential(nn.Linear(2 * hidden_dim, hidden_dim), nn.ReLU())
+        else:
+            # CADP Eq. 2: the GRU reads the advice *and* the raw observation; the raw one is the
+            # residual path that never passes through attention, so pruning cannot cut it off
+            self.gru = nn.GRU(advice_dim + obs_dim, hidden_dim, batch_first=True)
+        if self.placement == "post-gru" and not args.advice:
+            self.q_head = nn.Linear(hidden_dim, n_actions)
+        else:
+            self.q_head = nn.Sequential(nn.Linear(hidden_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, n_actions))
 
     def forward(self, obs: torch.Tensor, hidden: torch.Tensor, decentralized: bool = False):
         """obs (batch, time, agents, obs_dim), hidden (batch, agents, hidden_dim) ->
         q (batch, time, agents, actions), new hidden, log-confidence (batch, time, heads, agents, agents)."""
         batch, time_steps, n_agents, _ = obs.shape
-        inputs, log_confidence = obs, None
+        advice, log_confidence = None, None
         if self.advice is not None:
             # the advice depends on observations only, so all time steps are attended at once
-            advice, log_confidence = self.advice(obs, decentralized)
-            inputs = torch.cat([advice, obs], dim=-1)  # CADP Eq. 2: [z_i, o_i]
+            advice, log_confidence = self.advice(obs, decentralized)  # (batch, time, agents, heads * embed)
+        if self.fc1 is not None:
+            inputs = F.relu(self.fc1(obs))
+        else:
+            inputs = obs if advice is None else torch.cat([advice, obs], dim=-1)  # CADP Eq. 2: [z_i, o_i]
         # each agent of each episode is one GRU sequence: (batch * agents, time, features)
         sequences = inputs.transpose(1, 2).reshape(batch * n_agents, time_steps, -1)
         outputs, last_hidden = self.gru(sequences, hidden.reshape(1, batch * n_agents, -1))
-        q = self.q_head(outputs).view(batch, n_agents, time_steps, -1).transpose(1, 2)
-        return q, last_hidden.view(batch, n_agents, -1), log_confidence
+        features = outputs.view(batch, n_agents, time_steps, -1).transpose(1, 2)  # (batch, time, agents, hidden)
+        if self.merge is not None:
+            # CADP (the release's placement): Q_i from [h_i, ReLU(advice_fc(z_i))]
+            features = self.merge(torch.cat([features, F.relu(self.advice_fc(advice))], dim=-1))
+        return self.q_head(features), last_hidden.view(batch, n_agents, -1), log_confidence
 
 
 class QMixer(nn.Module):
@@ -240,22 +276,34 @@ class QMixer(nn.Module):
         return (hidden * w2).sum(dim=-1) + self.state_value(state).squeeze(-1)
 
 
-def pruning_loss(log_confidence: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """CADP Eq. 3: L_p = sum_i KL(e_i || c_i) = sum_i -log c_ii, summed over agents and
-    averaged over heads and the valid (mask == 1) steps.
+def pruning_loss(log_confidence: torch.Tensor, mask: torch.Tensor, scale: str = "release") -> torch.Tensor:
+    """CADP Eq. 3, L_p = sum_i KL(e_i || c_i) = sum_i -log c_ii, averaged over the valid (mask == 1) steps.
+    `release`: as the authors' release computes it, the mean of KL(e_i || c_i)'s terms over all heads x agents
+    x agents entries, (1/(H N^2)) sum_h sum_i -log c_ii: their alphas are tuned for this scale. `eq3`: Eq. 3
+    literally (sum over agents, mean over heads), N^2 times larger.
     log_confidence (batch, time, heads, agents, agents), mask (batch, time)."""
+    heads, n_agents = log_confidence.shape[-3], log_confidence.shape[-1]
     self_log_confidence = log_confidence.diagonal(dim1=-2, dim2=-1)  # (batch, time, heads, agents)
-    per_step = -self_log_confidence.sum(dim=-1).mean(dim=-1)  # (batch, time)
+    entries = heads * n_agents**2 if scale == "release" else heads
+    per_step = -self_log_confidence.sum(dim=(-2, -1)) / entries  # (batch, time)
     return (per_step * mask).sum() / mask.sum()
 
 
 def prune_coef_at(step: int, args: Args) -> float:
-    """alpha at `step`: 0 before the breakpoint, then `prune_coef` (linearly ramped if asked)."""
+    """alpha at `step`: 0 up to the breakpoint (as the release: on once t_env > breakpoint), then
+    `prune_coef`, linearly ramped if asked."""
     start = args.prune_start_fraction * args.total_timesteps
-    if not args.advice or step < start:
+    if not args.advice or args.prune_start_fraction >= 1 or step <= start:  # 1: never, even past the budget
         return 0.0
     ramp = args.prune_ramp_fraction * args.total_timesteps
     return args.prune_coef * (1.0 if ramp <= 0 else min(1.0, (step - start) / ramp))
+
+
+def exploration_duration(args: Args) -> float:
+    """Environment steps over which epsilon decays: --exploration-steps, else the fraction of the budget."""
+    if args.exploration_steps is not None:
+        return args.exploration_steps
+    return args.exploration_fraction * args.total_timesteps
 
 
 def linear_schedule(start_e: float, end_e: float, duration: float, step: int) -> float:
@@ -334,17 +382,18 @@ def select_actions(agent, obs, hidden, avail, epsilon: float, decentralized: boo
 
 
 @torch.no_grad()
-def evaluate(agent, envs: VecMultiAgentEnv, hidden_dim: int, device, decentralized: bool):
-    """Greedy returns (and wins) of one episode in each of the eval envs, and the mean confidence
-    matrix c (heads, agents, agents) over their steps (None for CADP(D) or without advice)."""
-    obs, _, avail = envs.reset()
+def evaluate(agent, envs: VecMultiAgentEnv, hidden_dim: int, device, decentralized: bool, epsilon: float = 0.0):
+    """Returns (and wins) of one episode in each of the eval envs, greedy unless epsilon > 0, and the mean
+    confidence matrix c (heads, agents, agents) over their steps (None for CADP(D) or without advice)."""
+    # reseeded every time: every evaluation, model (C or D) and run of this seed plays the same episodes
+    obs, _, avail = envs.reset(seed=envs.seed)
     hidden = torch.zeros(envs.num_envs, envs.n_agents, hidden_dim, device=device)
     finished = np.zeros(envs.num_envs, bool)
     returns, wins = np.zeros(envs.num_envs), np.zeros(envs.num_envs)
     confidence, steps = 0.0, 0
     while not finished.all():
         actions, hidden = select_actions(agent, torch.as_tensor(obs, device=device), hidden,
-                                         torch.as_tensor(avail, device=device), 0.0, decentralized)
+                                         torch.as_tensor(avail, device=device), epsilon, decentralized)
         if agent.advice is not None and not decentralized:  # CADP Eq. 1's c, over the envs still in their episode
             confidence = confidence + agent.advice(torch.as_tensor(obs[~finished], device=device))[1].exp().sum(dim=0)
             steps += int((~finished).sum())
@@ -358,12 +407,13 @@ def evaluate(agent, envs: VecMultiAgentEnv, hidden_dim: int, device, decentraliz
 
 
 class DecentralizedActor(nn.Module):
-    """CADP(D) for deployment: value projection, one GRU step and the Q-head. It holds no query or
-    key weights: after pruning, an agent's action depends on its own observation alone."""
+    """CADP(D) for deployment: one step of the agent with z_i = v_i. It holds no query or key weights:
+    after pruning, an agent's action depends on its own observation alone."""
 
     def __init__(self, agent: CADPAgent):
         super().__init__()
         self.value = None if agent.advice is None else copy.deepcopy(agent.advice.value)
+        self.fc1, self.advice_fc, self.merge = (copy.deepcopy(m) for m in (agent.fc1, agent.advice_fc, agent.merge))
         # the same weights as the agent's nn.GRU, stepped once per call
         self.gru = nn.GRUCell(agent.gru.input_size, agent.gru.hidden_size)
         self.gru.load_state_dict({name.removesuffix("_l0"): p for name, p in agent.gru.state_dict().items()})
@@ -372,9 +422,16 @@ class DecentralizedActor(nn.Module):
     def forward(self, obs: torch.Tensor, hidden: torch.Tensor, avail: torch.Tensor):
         """obs (batch, agents, obs_dim), hidden (batch, agents, hidden_dim), avail (batch, agents, actions)
         bool -> q (batch, agents, actions) with -inf for unavailable actions, new hidden."""
-        inputs = obs if self.value is None else torch.cat([self.value(obs), obs], dim=-1)
+        advice = None if self.value is None else self.value(obs)  # CADP(D): z_i = v_i
+        if self.fc1 is not None:
+            inputs = F.relu(self.fc1(obs))
+        else:
+            inputs = obs if advice is None else torch.cat([advice, obs], dim=-1)
         new_hidden = self.gru(inputs.flatten(0, 1), hidden.flatten(0, 1)).view_as(hidden)
-        return self.q_head(new_hidden).masked_fill(~avail, -torch.inf), new_hidden
+        features = new_hidden
+        if self.merge is not None:
+            features = self.merge(torch.cat([features, F.relu(self.advice_fc(advice))], dim=-1))
+        return self.q_head(features).masked_fill(~avail, -torch.inf), new_hidden
 
 
 def export_decentralized_actor(agent: CADPAgent, envs: VecMultiAgentEnv, hidden_dim: int, run_dir: str) -> str:
@@ -430,7 +487,7 @@ if __name__ == "__main__":
         restore(checkpoint, envs, agent=agent, mixer=mixer, target_agent=target_agent, target_mixer=target_mixer,
                 optimizer=optimizer)
     if args.eval_only:
-        results = {mode: evaluate(agent, mode_envs, args.hidden_dim, device, mode == "decentralized")[:2]
+        results = {mode: evaluate(agent, mode_envs, args.hidden_dim, device, mode == "decentralized", args.eval_epsilon)[:2]
                    for mode, mode_envs in eval_envs.items()}
         print_eval_table(results, checkpoint, args.eval_episodes)
         raise SystemExit(0)
@@ -476,7 +533,7 @@ if __name__ == "__main__":
     checkpointer = Checkpointer(run_dir, args.checkpoint_interval, args.keep_checkpoints, writer, progress,
                                 resumed_step=global_step if args.resume else None)
     while global_step < args.total_timesteps:
-        epsilon = linear_schedule(args.start_e, args.end_e, args.exploration_fraction * args.total_timesteps, global_step)
+        epsilon = linear_schedule(args.start_e, args.end_e, exploration_duration(args), global_step)
         with torch.no_grad():
             actions, hidden = select_actions(agent, torch.as_tensor(obs, device=device), hidden,
                                              torch.as_tensor(avail, device=device), epsilon)
@@ -534,7 +591,7 @@ if __name__ == "__main__":
                 prune_coef = prune_coef_at(global_step, args)
                 if log_confidence is not None:
                     # CADP Eq. 3: the pruning loss pulls each agent's confidence onto itself
-                    prune_loss = pruning_loss(log_confidence[:, :-1], mask)
+                    prune_loss = pruning_loss(log_confidence[:, :-1], mask, args.prune_loss_scale)
                     loss = loss + prune_coef * prune_loss
 
                 optimizer.zero_grad()
@@ -571,7 +628,7 @@ if __name__ == "__main__":
             results = {}
             for mode, mode_envs in eval_envs.items():
                 mean_return, win_rate, confidence = evaluate(agent, mode_envs, args.hidden_dim, device,
-                                                             mode == "decentralized")
+                                                             mode == "decentralized", args.eval_epsilon)
                 results[mode] = mean_return
                 writer.add_scalar(f"eval/{mode}_episodic_return", mean_return, global_step)
                 if win_rate is not None:

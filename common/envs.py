@@ -45,11 +45,12 @@ env_kwargs=None)`` (env_kwargs: passed to make_env, i.e. the env's constructor) 
     obs_dim = env_obs_dim (+ N with agent ids) (+ A with last actions)
     obs_layout = [("env_observation", env_obs_dim), ("agent_id_onehot", N),
                   ("last_action_onehot", A)]   # the features present, in concatenation order
-    reset() -> obs (E,N,obs_dim) float32, state (E,S) float32, avail (E,N,A) bool
+    reset(seed=None) -> obs (E,N,obs_dim) float32, state (E,S) float32, avail (E,N,A) bool
     step(actions (E,N) int) -> obs, state, avail, reward (E,) float32, terminated (E,) bool,
                                truncated (E,) bool, info
 
-* Env i is seeded with seed + i on its first reset; later resets continue its RNG.
+* Env i is seeded with seed + i on its first reset; later resets continue its RNG, unless
+  reset(seed=s) restarts env i from s + i.
 * A finished env is reset inside step(): the returned arrays start its new episode, and info
   holds the finished episode's last step: final_obs, final_state, final_avail (equal to the
   returned arrays where not done), episode_return (E,) float32 and episode_length (E,) int64
@@ -538,9 +539,13 @@ class VecMultiAgentEnv:
             self._obs[e, :, self._last_action :] = 0.0
         self._return[e], self._length[e] = 0.0, 0
 
-    def reset(self):
+    def reset(self, seed: int | None = None):
+        """seed: env i restarts from seed + i (evaluation replays the same episodes); None: the first
+        reset seeds env i with self.seed + i, later ones continue each env's RNG."""
+        if seed is None and not self._seeded:
+            seed = self.seed
         for e in range(self.num_envs):
-            self._write_reset(e, None if self._seeded else self.seed + e)
+            self._write_reset(e, None if seed is None else seed + e)
         self._seeded = self._ready = True
         return self._obs.copy(), self._state.copy(), self._avail.copy()
 

@@ -137,9 +137,11 @@ class SMAXVecEnv:
         self._return = np.zeros(num_envs, np.float64)
         self._length = np.zeros(num_envs, np.int64)
 
-    def reset(self):
-        if self._keys is None:  # env i starts from seed + i once; later resets continue its key
-            self._keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(self.num_envs) + self.seed)
+    def reset(self, seed: int | None = None):
+        # env i starts from seed + i once (or whenever a seed is given); later resets continue its key
+        if self._keys is None or seed is not None:
+            first = self.seed if seed is None else seed
+            self._keys = jax.vmap(jax.random.PRNGKey)(jnp.arange(self.num_envs) + first)
         self._keys, self._states, arrays = self._reset_fn(self._keys)
         self._return[:], self._length[:] = 0.0, 0
         obs, state, self._avail = _to_numpy(arrays)

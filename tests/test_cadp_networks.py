@@ -1,10 +1,14 @@
-"""Unit tests of CADP's pieces: advice attention (Eq. 1), residual GRU agent (Eq. 2),
-pruning loss (Eq. 3), the QMIX mixer and the exported decentralized actor."""
+"""Unit tests of CADP's pieces: advice attention (Eq. 1), the agent with either advice placement (the
+release's post-GRU branch, the abstract's Eq. 2), pruning loss (Eq. 3), the QMIX mixer, the exported
+decentralized actor and the paired evaluation."""
 
 import dataclasses
+import math
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +18,7 @@ import cadp_vdn
 from cadp_qmix import AdviceAttention, Args, QMixer, pruning_loss, prune_coef_at
 
 SCRIPTS = [cadp_qmix, cadp_vdn, cadp_mappo]
+PLACEMENTS = ["post-gru", "gru-input"]
 
 
 def make_agent(module, obs_dim=7, n_actions=4, seed=0, **overrides):
@@ -58,13 +63,14 @@ def test_decentralized_advice_is_attention_with_identity_confidence():
 
 
 @pytest.mark.parametrize("module", SCRIPTS)
+@pytest.mark.parametrize("placement", PLACEMENTS)
 @settings(max_examples=25, deadline=None)
 @given(n_agents=st.integers(2, 5), agent=st.integers(0, 4), other=st.integers(0, 4), seed=st.integers(0, 10_000))
-def test_decentralized_output_ignores_other_agents(module, n_agents, agent, other, seed):
+def test_decentralized_output_ignores_other_agents(module, placement, n_agents, agent, other, seed):
     agent, other = agent % n_agents, other % n_agents
     if agent == other:
         other = (agent + 1) % n_agents
-    network = make_agent(module, seed=seed)
+    network = make_agent(module, seed=seed, advice_placement=placement)
     generator = torch.Generator().manual_seed(seed)
     obs = torch.randn(2, 3, n_agents, 7, generator=generator)  # (batch, time, agents, obs)
     changed = obs.clone()
@@ -80,11 +86,82 @@ def test_decentralized_output_ignores_other_agents(module, n_agents, agent, othe
 
 
 @pytest.mark.parametrize("module", SCRIPTS)
-def test_no_advice_agent_has_no_attention(module):
-    network = make_agent(module, advice=False)
-    assert network.advice is None
+@pytest.mark.parametrize("placement", PLACEMENTS)
+def test_no_advice_agent_has_no_attention(module, placement):
+    network = make_agent(module, advice=False, advice_placement=placement)
+    assert network.advice is None and network.merge is None
     q, hidden, log_confidence = network(torch.randn(2, 3, 2, 7), torch.zeros(2, 2, 16))
     assert q.shape == (2, 3, 2, 4) and hidden.shape == (2, 2, 16) and log_confidence is None
+
+
+def parameter_shapes(module: torch.nn.Module) -> list[tuple[int, ...]]:
+    return [tuple(p.shape) for p in module.parameters()]
+
+
+@pytest.mark.parametrize("module", [cadp_qmix, cadp_vdn])
+def test_advice_off_post_gru_is_pymarls_rnn_agent(module):
+    """fc1 -> ReLU -> GRU -> linear Q-head, and nothing else: the QMIX/VDN agent users know."""
+    network = make_agent(module, advice=False, advice_placement="post-gru")
+    reference = torch.nn.ModuleList([torch.nn.Linear(7, 16), torch.nn.GRU(16, 16), torch.nn.Linear(16, 4)])
+    assert parameter_shapes(network) == parameter_shapes(reference)
+    obs, hidden = torch.randn(2, 3, 2, 7), torch.zeros(2, 2, 16)  # (batch, time, agents, obs)
+    with torch.no_grad():
+        h, expected = hidden.flatten(0, 1), []
+        for t in range(3):  # pymarl's loop: one GRUCell step per time step
+            cell = torch.nn.GRUCell(16, 16)
+            cell.load_state_dict({name.removesuffix("_l0"): p for name, p in network.gru.state_dict().items()})
+            h = cell(F.relu(network.fc1(obs[:, t].flatten(0, 1))), h)
+            expected.append(network.q_head(h).view(2, 2, 4))
+        torch.testing.assert_close(network(obs, hidden)[0], torch.stack(expected, dim=1))
+
+
+def test_advice_off_post_gru_is_mappos_recurrent_actor():
+    """LayerNorm'd input and MLP base -> GRU -> LayerNorm -> linear action head (MAPPO's R_Actor)."""
+    network = make_agent(cadp_mappo, advice=False, advice_placement="post-gru")
+    layer_norm, linear = torch.nn.LayerNorm, torch.nn.Linear
+    reference = torch.nn.ModuleList([layer_norm(7), linear(7, 16), layer_norm(16), linear(16, 16), layer_norm(16),
+                                     torch.nn.GRU(16, 16), layer_norm(16), linear(16, 4)])
+    assert parameter_shapes(network) == parameter_shapes(reference)
+
+
+@pytest.mark.parametrize("module", SCRIPTS)
+def test_post_gru_advice_is_a_branch_beside_the_recurrent_one(module):
+    """The release's placement: the GRU never reads the advice, so its hidden state is the same with
+    full attention (C) and with z_i = v_i (D), and switching C to D changes no recurrent step."""
+    network = make_agent(module, seed=2, advice_placement="post-gru")
+    assert network.gru.input_size == 16
+    obs, hidden = torch.randn(2, 4, 3, 7), torch.zeros(2, 3, 16)
+    with torch.no_grad():
+        q_c, hidden_c, _ = network(obs, hidden)
+        q_d, hidden_d, _ = network(obs, hidden, decentralized=True)
+    torch.testing.assert_close(hidden_c, hidden_d)
+    assert not torch.allclose(q_c, q_d)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n_agents=st.integers(2, 27), heads=st.integers(1, 8))
+def test_pruning_loss_at_uniform_confidence_is_log_n_over_n(n_agents, heads):
+    """The release's scale: the mean of KL(e_i || c_i)'s terms over heads x N x N entries. Eq. 3 read
+    literally (sum over agents, mean over heads) is N^2 times that."""
+    uniform = torch.full((2, 3, heads, n_agents, n_agents), 1.0 / n_agents).log()
+    mask = torch.ones(2, 3)
+    for module in SCRIPTS:
+        assert module.pruning_loss(uniform, mask).item() == pytest.approx(math.log(n_agents) / n_agents, rel=1e-5)
+        assert module.pruning_loss(uniform, mask, "eq3").item() == pytest.approx(n_agents * math.log(n_agents), rel=1e-5)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), n_agents=st.integers(2, 6))
+def test_pruning_loss_equals_the_releases_kl_div(seed, n_agents):
+    """The authors' q_learner_teacher.py: F.kl_div(log(c + 1e-8), I, reduction="none").mean() per step,
+    masked and averaged over the valid steps."""
+    generator = torch.Generator().manual_seed(seed)
+    log_confidence = torch.randn(3, 5, 4, n_agents, n_agents, generator=generator).log_softmax(-1)
+    mask = torch.tensor([[1.0] * 5, [1.0] * 3 + [0.0] * 2, [1.0] * 1 + [0.0] * 4])
+    eye = torch.eye(n_agents).expand_as(log_confidence)
+    per_step = F.kl_div((log_confidence.exp() + 1e-8).log(), eye, reduction="none").flatten(2).mean(-1)
+    expected = (per_step * mask).sum() / mask.sum()
+    torch.testing.assert_close(pruning_loss(log_confidence, mask), expected, rtol=1e-4, atol=1e-6)
 
 
 def test_pruning_loss_is_zero_exactly_at_identity_confidence():
@@ -123,6 +200,19 @@ def test_prune_coef_schedule():
     assert prune_coef_at(900, args) == 0.5
     assert prune_coef_at(900, dataclasses.replace(args, prune_ramp_fraction=0.0)) == 0.5
     assert prune_coef_at(900, dataclasses.replace(args, advice=False)) == 0.0
+    assert prune_coef_at(500, args) == 0.0  # as the release: on once the step is past the breakpoint
+    never = dataclasses.replace(args, prune_start_fraction=1.0)
+    assert prune_coef_at(1000, never) == 0.0 and prune_coef_at(1008, never) == 0.0
+
+
+@pytest.mark.parametrize("module", [cadp_qmix, cadp_vdn])
+def test_exploration_steps_override_the_fraction(module):
+    args = module.Args(total_timesteps=1_000_000, exploration_fraction=0.2)
+    assert module.exploration_duration(args) == 200_000
+    release = dataclasses.replace(args, exploration_steps=50_000)  # the release's schedule on 5m_vs_6m
+    assert module.exploration_duration(release) == 50_000
+    assert module.linear_schedule(1.0, 0.05, module.exploration_duration(release), 25_000) == pytest.approx(0.525)
+    assert module.linear_schedule(1.0, 0.05, module.exploration_duration(release), 50_000) == pytest.approx(0.05)
 
 
 @settings(max_examples=30, deadline=None)
@@ -144,8 +234,10 @@ def test_vdn_mixer_is_the_sum_of_the_chosen_agent_q_values():
 
 
 @pytest.mark.parametrize("module", SCRIPTS)
-def test_decentralized_actor_steps_like_the_decentralized_agent(module):
-    network = make_agent(module, seed=3)
+@pytest.mark.parametrize("placement", PLACEMENTS)
+@pytest.mark.parametrize("advice", [True, False])
+def test_decentralized_actor_steps_like_the_decentralized_agent(module, placement, advice):
+    network = make_agent(module, seed=3, advice_placement=placement, advice=advice)
     actor = module.DecentralizedActor(network)
     assert not any("query" in name or "key" in name for name, _ in actor.named_parameters())
     obs = torch.randn(2, 5, 3, 7)  # (batch, time, agents, obs)
@@ -158,3 +250,27 @@ def test_decentralized_actor_steps_like_the_decentralized_agent(module):
             q_step, hidden = actor(obs[:, t], hidden, avail)
             expected = q_sequence[:, t].masked_fill(~avail, -torch.inf)
             torch.testing.assert_close(q_step, expected)
+
+
+@pytest.mark.parametrize("module", SCRIPTS)
+def test_every_evaluation_plays_the_same_episodes(module):
+    """Paired comparisons: every evaluation of every model (C, D, another run's) starts from the same
+    episodes, however long the previous evaluation's episodes lasted."""
+    from common.envs import make_vec_env
+
+    envs = make_vec_env("lbforaging:Foraging-5x5-2p-1f-v3", 6, seed=100_001, agent_id_feature=True)
+    starts, reset = [], envs.reset
+
+    def recording_reset(*args, **kwargs):
+        arrays = reset(*args, **kwargs)
+        starts.append(arrays[0].copy())
+        return arrays
+
+    envs.reset = recording_reset
+    greedy = (True,) if module is cadp_mappo else ()
+    first, second = (make_agent(module, envs.obs_dim, envs.n_actions, seed=seed) for seed in (1, 2))
+    returns = [module.evaluate(agent, envs, 16, "cpu", decentralized, *greedy)[0]
+               for agent, decentralized in ((first, True), (first, False), (second, True), (first, True))]
+    assert len(starts) == 4 and all(np.array_equal(starts[0], start) for start in starts[1:])
+    assert returns[0] == returns[3]
+    envs.close()
