@@ -1,15 +1,19 @@
 """Learning studies: CADP against its advice-off baseline and an EPyMARL-family peer, over seeds.
 
 A study is a grid of jobs: env ids x scripts x seeds x {advice, no advice}, plus runs of the peer
-implementation (pymarlzooplus, through benchmarks/peer.py). Each job trains as a subprocess in its
-own directory, benchmarks/runs/{study}/{job}/ (one torch thread, no checkpoints, output in log.txt);
-a job that finished is skipped when the study runs again, so an interrupted study resumes. At the
-end, the TensorBoard scalars of every finished job go into one CSV,
-benchmarks/results/learning_{study}.csv, and benchmarks/plot.py draws its curves and writes its table.
+implementation (pymarlzooplus, through benchmarks/peer.py). An ablation study (`ablation`) has arms
+instead of {advice, no advice}: a label and the script's flags each (ABLATION_ARMS). Each job trains
+as a subprocess in its own directory, benchmarks/runs/{study}/{job}/ (one torch thread, no
+checkpoints, output in log.txt). After each job, the TensorBoard scalars of every finished job go
+into one CSV, benchmarks/results/learning_{study}.csv, listed with their signatures in a manifest
+beside it, learning_{study}.jobs.json, and benchmarks/plot.py redraws the curves and the table. A
+job is finished when its job directory or the manifest says so, with its current signature: a
+study that was stopped resumes where it stopped, here or in another clone that has the results.
 
     python benchmarks/learning.py --study lbf --dry-run        # the jobs and a rough duration
     python benchmarks/learning.py --study lbf                  # os.cpu_count() jobs at a time
     python benchmarks/learning.py --study lbf --only Foraging-2s --seeds 1 2 --workers 2
+    python benchmarks/learning.py --study ablation --only cadp_qmix_post_gru   # one arm (and its _eq3, _noprune)
     python benchmarks/learning.py --study rware --ray          # as tasks of a local Ray
     python benchmarks/learning.py --study rware --ray-address HOST:6379   # on a Ray cluster
 
@@ -22,8 +26,10 @@ filesystem is needed.
 import argparse
 import contextlib
 import csv
+import datetime
 import heapq
 import importlib
+import io
 import json
 import os
 import re
@@ -32,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -77,13 +84,55 @@ BUDGETS: dict[tuple[str, str], Budget] = {
 SCRIPTS = ("cadp_qmix", "cadp_vdn", "cadp_mappo")
 PEER_COUNTERPART = {"qmix": "cadp_qmix", "vdn": "cadp_vdn", "mappo": "cadp_mappo"}
 
+# The ablation's budgets, from single-seed pilots of the advice-off QMIX (pymarl's RNN agent): on the LBF
+# task it rose to ~0.42 by 70k steps and held there to 180k (training return alike, so not a greedy
+# deadlock); on 2s3z it won 3-34% of its eval battles from 30k to 90k (return ~1.0 of 2, random play
+# 0.36). Both clearly above random, not saturated. MAPPO's are provisional until its own pilot.
+ABLATION_QMIX_LBF = Budget(total_timesteps=100_000, eval_interval=5_000, eval_episodes=32)
+ABLATION_QMIX_SMAX = Budget(total_timesteps=60_000, eval_interval=5_000, eval_episodes=32)
+ABLATION_MAPPO_LBF = Budget(total_timesteps=500_000, eval_interval=10_000, eval_episodes=32)
+ABLATION_MAPPO_SMAX = Budget(total_timesteps=300_000, eval_interval=10_000, eval_episodes=32)
+ABLATION_BUDGETS: dict[tuple[str, str], Budget] = {
+    ("cadp_qmix", "lbforaging"): ABLATION_QMIX_LBF,
+    ("cadp_qmix", "smax"): ABLATION_QMIX_SMAX,
+    ("cadp_mappo", "lbforaging"): ABLATION_MAPPO_LBF,
+    ("cadp_mappo", "smax"): ABLATION_MAPPO_SMAX,
+}
+ABLATION_LBF = "lbforaging:Foraging-2s-10x10-3p-3f-v3"
+ABLATION_SMAX = "smax:2s3z"
+# the scripts' default, explicit in every job: plot.py reads each run's breakpoint off its flags
+ABLATION_PRUNE_START = "0.67"
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm of an ablation: labelled `{base}_{suffix}` without advice (qmix_rnn), else `cadp_{base}_{suffix}`."""
+    suffix: str
+    advice: bool
+    flags: tuple[str, ...]  # the script's, after the budget's; `--no-advice` comes from `advice`
+
+    def label(self, script: str) -> str:
+        return f"{script if self.advice else script.removeprefix('cadp_')}_{self.suffix}"
+
+
+ABLATION_ARMS = (
+    Arm("rnn", False, ("--advice-placement", "post-gru")),  # the base algorithm's: pymarl's RNN agent, MAPPO's actor
+    Arm("gru", False, ("--advice-placement", "gru-input")),  # the previous network: a GRU on the raw observation
+    Arm("post_gru", True, ("--advice-placement", "post-gru")),
+    Arm("gru_input", True, ("--advice-placement", "gru-input")),
+    Arm("post_gru_eq3", True, ("--advice-placement", "post-gru", "--prune-loss-scale", "eq3")),
+    Arm("post_gru_noprune", True, ("--advice-placement", "post-gru", "--prune-start-fraction", "1")),
+)
+
 
 @dataclass(frozen=True)
 class Study:
     env_ids: tuple[str, ...]
-    scripts: tuple[str, ...] = SCRIPTS  # each with and without advice
+    scripts: tuple[str, ...] = SCRIPTS  # each with and without advice, or in each of `arms`
     seeds: tuple[int, ...] = (1, 2, 3)
     peers: tuple[str, ...] = ()  # algos of benchmarks/peer.py: "qmix", "vdn", "mappo"
+    arms: tuple[Arm, ...] = ()  # an ablation: these arms instead of {advice, no advice}, run in the table's order
+    budgets: dict[tuple[str, str], Budget] | None = None  # instead of BUDGETS
 
 
 STUDIES: dict[str, Study] = {
@@ -92,13 +141,19 @@ STUDIES: dict[str, Study] = {
     "rware": Study(env_ids=("rware:rware-tiny-2ag-v2",)),
     "mpe": Study(env_ids=("mpe2:simple_spread_v3",)),
     "smoke": Study(env_ids=("matrix:two_step",), seeds=(1,)),  # seconds per job: for tests
+    "ablation": Study(env_ids=(ABLATION_LBF, ABLATION_SMAX), scripts=("cadp_qmix", "cadp_mappo"),
+                      seeds=(1, 2, 3, 4, 5), arms=ABLATION_ARMS, budgets=ABLATION_BUDGETS),
+    "ablation-smoke": Study(env_ids=("matrix:two_step",), scripts=("cadp_qmix", "cadp_mappo"), seeds=(1,),
+                            arms=tuple(arm for arm in ABLATION_ARMS if arm.suffix in ("rnn", "post_gru"))),  # for tests
 }
 
 # Rough env steps per second of one run while two share 2 cores, measured on LBF 8x8 (README: Speed);
 # only for ordering the jobs (longest first) and the dry run's estimate. Peers: assumed as the plain ones.
 ROUGH_SPS = {"cadp_qmix": 800, "cadp_vdn": 800, "cadp_mappo": 3_100,
              "qmix": 1_300, "vdn": 1_300, "mappo": 4_800, "peer_qmix": 1_300, "peer_vdn": 1_300, "peer_mappo": 4_800}
-KEPT_TAGS = ("charts/episodic_return", "charts/SPS")  # besides every eval/ tag
+# besides every eval/ tag; the last three are logged by advice runs (pruning) and on envs with wins
+KEPT_TAGS = ("charts/episodic_return", "charts/SPS", "charts/self_attention_weight", "charts/prune_coef",
+             "charts/win_rate")
 TRAINING_POINTS = 200  # charts/ tags: the mean over at most this many step bins per run, to keep the CSV small
 CSV_COLUMNS = ["study", "env_id", "algo", "script", "advice", "seed", "tag", "step", "wall_time_s", "value"]
 PEER = "peer"
@@ -113,10 +168,11 @@ class Job:
     advice: bool
     seed: int
     budget: Budget
+    arm_flags: tuple[str, ...] = ()  # an ablation arm's flags, after the budget's
 
     @property
     def name(self) -> str:
-        return f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', self.env_id)}__{self.algo}__{self.seed}"
+        return job_name(self.env_id, self.algo, self.seed)
 
     def flags(self) -> list[str]:
         """The script's command-line flags."""
@@ -124,7 +180,7 @@ class Job:
         return ["--env-id", self.env_id, "--seed", str(self.seed), "--total-timesteps", str(b.total_timesteps),
                 "--eval-interval", str(b.eval_interval), "--eval-episodes", str(b.eval_episodes),
                 "--torch-threads", "1", "--checkpoint-interval", "0",
-                *([] if self.advice else ["--no-advice"]), *b.flags]
+                *([] if self.advice else ["--no-advice"]), *b.flags, *self.arm_flags]
 
     def signature(self) -> str:
         """What the run was asked to do; a finished job is skipped only while this stays the same."""
@@ -135,27 +191,49 @@ class Job:
         return json.dumps([f"{self.script}.py", *self.flags()])
 
     def rough_seconds(self) -> float:
-        return self.budget.total_timesteps / ROUGH_SPS.get(self.algo, 1_000)
+        return self.budget.total_timesteps / ROUGH_SPS.get(self.algo, ROUGH_SPS.get(self.script, 1_000))
+
+
+def job_name(env_id: str, algo: str, seed) -> str:
+    return f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', env_id)}__{algo}__{seed}"
 
 
 def env_family(env_id: str) -> str:
     return env_id.partition(":")[0]
 
 
+def expand_arms(study_name: str, study: Study, seeds) -> list[Job]:
+    """An ablation's jobs: script by script (a stopped study has the first script's arms), seed by seed
+    within a script (a stopped study has every arm on as many seeds), each env id, each arm."""
+    jobs = []
+    for script in study.scripts:
+        for seed in seeds:
+            for env_id in study.env_ids:
+                for arm in study.arms:
+                    flags = arm.flags if "--prune-start-fraction" in arm.flags else \
+                        (*arm.flags, "--prune-start-fraction", ABLATION_PRUNE_START)
+                    jobs.append(Job(study_name, env_id, script, arm.label(script), arm.advice, seed,
+                                    (study.budgets or BUDGETS)[script, env_family(env_id)], flags))
+    return jobs
+
+
 def expand(study_name: str, seeds=None, total_timesteps=None, only=None) -> list[Job]:
     """The jobs of a study, optionally with other seeds, another budget, and only names containing `only`."""
     study = STUDIES[study_name]
-    jobs = []
-    for env_id in study.env_ids:
-        for seed in seeds or study.seeds:
-            for script in study.scripts:
-                budget = BUDGETS[script, env_family(env_id)]
-                for advice in (True, False):
-                    algo = script if advice else script.removeprefix("cadp_")
-                    jobs.append(Job(study_name, env_id, script, algo, advice, seed, budget))
-            for peer_algo in study.peers:
-                budget = replace(BUDGETS[PEER_COUNTERPART[peer_algo], env_family(env_id)], flags=())
-                jobs.append(Job(study_name, env_id, PEER, f"peer_{peer_algo}", False, seed, budget))
+    if study.arms:
+        jobs = expand_arms(study_name, study, seeds or study.seeds)
+    else:
+        jobs = []
+        for env_id in study.env_ids:
+            for seed in seeds or study.seeds:
+                for script in study.scripts:
+                    budget = (study.budgets or BUDGETS)[script, env_family(env_id)]
+                    for advice in (True, False):
+                        algo = script if advice else script.removeprefix("cadp_")
+                        jobs.append(Job(study_name, env_id, script, algo, advice, seed, budget))
+                for peer_algo in study.peers:
+                    budget = replace(BUDGETS[PEER_COUNTERPART[peer_algo], env_family(env_id)], flags=())
+                    jobs.append(Job(study_name, env_id, PEER, f"peer_{peer_algo}", False, seed, budget))
     if total_timesteps:
         jobs = [replace(job, budget=replace(job.budget, total_timesteps=total_timesteps)) for job in jobs]
     return [job for job in jobs if only is None or only in job.name]
@@ -311,11 +389,36 @@ def run_ray(jobs: list[Job], job_dirs: dict[Job, Path], workers: int, address: s
 
 
 # ---- The driver ----------------------------------------------------------------------------------
-def is_finished(job: Job, job_dir: Path) -> bool:
+def write_atomic(path: Path, text: str) -> None:
+    """Through a temporary file and os.replace: a study killed at any moment leaves the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(temporary, "w", newline="") as f:
+        f.write(text)
+    os.replace(temporary, path)
+
+
+def done_marker(job: Job, job_dir: Path) -> dict | None:
+    """The job directory's `done` marker, if it is there with the job's signature."""
     try:
-        return json.loads((job_dir / "done").read_text())["signature"] == job.signature()
-    except (OSError, ValueError, KeyError):
-        return False
+        marker = json.loads((job_dir / "done").read_text())
+        return marker if marker["signature"] == job.signature() else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def read_manifest(path: Path) -> dict:
+    """{job name: {"signature", "seconds", "finished"}} of the jobs whose rows the study CSV holds."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def is_finished(job: Job, job_dir: Path, manifest: dict | None = None) -> bool:
+    """Finished here (its done marker) or where the manifest was written, with the job's current signature."""
+    return done_marker(job, job_dir) is not None or \
+        (manifest or {}).get(job.name, {}).get("signature") == job.signature()
 
 
 def record(job: Job, job_dir: Path, result: dict, elsewhere: bool = False) -> None:
@@ -331,24 +434,46 @@ def record(job: Job, job_dir: Path, result: dict, elsewhere: bool = False) -> No
         writer = csv.writer(f)
         writer.writerow(["tag", "step", "wall_time_s", "value"])
         writer.writerows((tag, step, f"{wall:.3f}", f"{value:.7g}") for tag, step, wall, value in result["rows"])
-    (job_dir / "done").write_text(json.dumps({"signature": job.signature(), "seconds": round(result["seconds"], 1)}))
+    finished = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    write_atomic(job_dir / "done", json.dumps({"signature": job.signature(), "seconds": round(result["seconds"], 1),
+                                               "finished": finished}))
 
 
-def write_study_csv(jobs: list[Job], job_dirs: dict[Job, Path], path: Path) -> int:
-    """One CSV of the finished jobs' scalars; returns its number of rows."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    count = 0
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(CSV_COLUMNS)
-        for job in jobs:
-            if not is_finished(job, job_dirs[job]):
-                continue
+def collect(jobs: list[Job], job_dirs: dict[Job, Path], csv_path: Path, manifest_path: Path) -> int:
+    """Rewrite the study CSV and its manifest with every finished job, and return the CSV's number of rows.
+    A job's rows come from its job directory when it finished here, else from the CSV as it was, while the
+    manifest lists the job with its current signature (it finished in another clone). Jobs of the manifest
+    that are not among `jobs` (another --seeds) keep their rows as they are."""
+    manifest, old_rows = read_manifest(manifest_path), defaultdict(list)
+    if csv_path.exists():
+        with open(csv_path, newline="") as f:
+            for row in csv.DictReader(f):
+                old_rows[job_name(row["env_id"], row["algo"], row["seed"])].append([row[c] for c in CSV_COLUMNS])
+    entries, rows = {}, []
+    for job in jobs:
+        marker = done_marker(job, job_dirs[job])
+        if marker is not None:
+            finished = marker.get("finished") or datetime.datetime.fromtimestamp(  # markers of before the manifest
+                (job_dirs[job] / "done").stat().st_mtime, datetime.timezone.utc).isoformat(timespec="seconds")
+            entries[job.name] = {"signature": job.signature(), "seconds": marker["seconds"], "finished": finished}
             with open(job_dirs[job] / "scalars.csv", newline="") as scalars:
-                for row in list(csv.reader(scalars))[1:]:
-                    writer.writerow([job.study, job.env_id, job.algo, job.script, str(job.advice).lower(), job.seed, *row])
-                    count += 1
-    return count
+                rows += [[job.study, job.env_id, job.algo, job.script, str(job.advice).lower(), job.seed, *row]
+                         for row in list(csv.reader(scalars))[1:]]
+        elif manifest.get(job.name, {}).get("signature") == job.signature() and old_rows[job.name]:
+            entries[job.name] = manifest[job.name]
+            rows += old_rows[job.name]
+    names = {job.name for job in jobs}
+    for name, entry in manifest.items():
+        if name not in names and old_rows[name]:
+            entries[name] = entry
+            rows += old_rows[name]
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(CSV_COLUMNS)
+    writer.writerows(rows)
+    write_atomic(csv_path, text.getvalue())  # the rows first, then the manifest that vouches for them
+    write_atomic(manifest_path, json.dumps(entries, indent=1) + "\n")
+    return len(rows)
 
 
 def log_tail(text: str, lines: int = 15) -> str:
@@ -387,15 +512,20 @@ def main(argv: list[str] | None = None) -> int:
     if not jobs:
         parser.error(f"no job of study {args.study!r} matches --only {args.only!r}")
     job_dirs = {job: args.runs_dir / args.study / job.name for job in all_jobs}
-    jobs.sort(key=Job.rough_seconds, reverse=True)  # longest first
-    todo = [job for job in jobs if not is_finished(job, job_dirs[job])]
+    if not STUDIES[args.study].arms:  # an ablation keeps its order: a stopped one has balanced arms
+        jobs.sort(key=Job.rough_seconds, reverse=True)  # longest first
+    csv_path = args.results_dir / f"learning_{args.study}.csv"
+    manifest_path = args.results_dir / f"learning_{args.study}.jobs.json"
+    manifest = read_manifest(manifest_path)
+    todo = [job for job in jobs if not is_finished(job, job_dirs[job], manifest)]
 
     if args.dry_run:
+        width = max(55, *(len(job.name) for job in jobs))
         for job in jobs:
             status = "finished" if job not in todo else f"~{job.rough_seconds() / 60:.0f} min"
             what = f"peer.run_learning {job.algo.removeprefix('peer_')}" if job.script == PEER else \
                 f"{job.script}.py {' '.join(job.flags())}"
-            print(f"{job.name:<55} {status:>9}  {what}")
+            print(f"{job.name:<{width}} {status:>9}  {what}")
         steps = sum(job.budget.total_timesteps for job in todo)
         print(f"{len(jobs)} jobs: {len(jobs) - len(todo)} finished, {len(todo)} to run, {steps:,} env steps; roughly "
               f"{makespan([job.rough_seconds() for job in todo], args.workers) / 3600:.1f} h on {args.workers} workers "
@@ -406,26 +536,39 @@ def main(argv: list[str] | None = None) -> int:
           f"running {len(todo)} on {'Ray' if args.ray or args.ray_address else f'{args.workers} workers'}", flush=True)
     if any(job.script == PEER for job in todo):
         importlib.import_module("benchmarks.peer")  # fail now, not after the other jobs
+    machine = f"a Ray cluster ({args.ray_address}), one torch thread per run" if args.ray_address else \
+        f"{os.cpu_count()} CPU cores, {args.workers} runs at a time, one torch thread per run"
+
+    def update_results() -> tuple[int, list[Path]]:
+        """The CSV and manifest with every finished job, then the report; a failing report only warns."""
+        rows = collect(all_jobs, job_dirs, csv_path, manifest_path)
+        if not rows:
+            return rows, []
+        try:
+            from benchmarks import plot
+
+            return rows, plot.make_report(csv_path, machine=machine, planned=len(all_jobs))
+        except Exception as e:  # noqa: BLE001 -- the results are safe in the CSV; benchmarks/plot.py redraws them
+            print(f"warning: the report failed ({type(e).__name__}: {e}); the CSV is complete, "
+                  f"redraw with: python benchmarks/plot.py {csv_path}", file=sys.stderr)
+            return rows, []
+
     executor = run_ray(todo, job_dirs, args.workers, args.ray_address) if args.ray or args.ray_address else \
         run_local(todo, job_dirs, args.workers)
-    failed = []
+    failed, results = [], None
     for done_count, (job, result) in enumerate(executor, 1):
         record(job, job_dirs[job], result, elsewhere=bool(args.ray_address))
         status = f"ok in {result['seconds']:.0f} s" if result["ok"] else f"FAILED: {result['error']}"
         print(f"[{done_count}/{len(todo)}] {job.name}: {status}", flush=True)
-        if not result["ok"]:
+        if result["ok"]:
+            results = update_results()  # after each job: a study stopped at any moment keeps what finished
+        else:
             failed.append((job, result))
 
-    csv_path = args.results_dir / f"learning_{args.study}.csv"
-    rows = write_study_csv(all_jobs, job_dirs, csv_path)
+    rows, paths = results or update_results()
     print(f"{rows} rows written to {csv_path}")
-    if rows:
-        from benchmarks import plot
-
-        machine = f"a Ray cluster ({args.ray_address}), one torch thread per run" if args.ray_address else \
-            f"{os.cpu_count()} CPU cores, {args.workers} runs at a time, one torch thread per run"
-        for path in plot.make_report(csv_path, machine=machine):
-            print(f"written {path}")
+    for path in paths:
+        print(f"written {path}")
     for job, result in failed:
         print(f"\nFAILED {job.name} ({result['error']}); log {job_dirs[job] / 'log.txt'} ends:\n{log_tail(result['log'])}",
               file=sys.stderr)

@@ -1,6 +1,7 @@
 """Learning curves and a results table from a study CSV written by benchmarks/learning.py.
 
     python benchmarks/plot.py benchmarks/results/learning_lbf.csv
+    python benchmarks/plot.py benchmarks/results/learning_ablation.csv --planned 120
 
 Beside the CSV it writes, for each env id and algorithm family (QMIX, VDN, MAPPO), one PNG
 `learning_{study}_{env}_{family}.png` of the evaluation returns against env steps and against wall
@@ -8,10 +9,16 @@ time: CADP(C) and CADP(D) of the advice runs, the advice-off baseline and the pe
 (pymarlzooplus), each the mean over seeds with its 95% confidence interval (Student t, the seeds
 as samples). The baseline and the peer are one network, so their decentralized return is their
 only one. And `learning_{study}.md`: final and best returns per env id and algorithm.
+
+An ablation study (its algos are arms: `qmix_rnn`, `cadp_qmix_post_gru`, ...) gets, per env id and base
+algorithm, a PNG of CADP(D), CADP(C), the training return and the self-attention weight per arm, and
+a table of final returns and of each CADP arm's paired difference (seed by seed) from the stronger
+of the two advice-off baselines: see ablation_table.
 """
 
 import argparse
 import csv
+import json
 import os
 import re
 from collections import defaultdict
@@ -25,6 +32,8 @@ T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 
          19: 2.093, 20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052,
          28: 2.048, 29: 2.045, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
 DECENTRALIZED, CENTRALIZED = "eval/decentralized_episodic_return", "eval/centralized_episodic_return"
+DECENTRALIZED_WINS, CENTRALIZED_WINS = "eval/decentralized_win_rate", "eval/centralized_win_rate"
+TRAINING_RETURN, SELF_WEIGHT, PRUNE_COEF = "charts/episodic_return", "charts/self_attention_weight", "charts/prune_coef"
 FAMILIES = ("qmix", "vdn", "mappo")
 ALGO_ORDER = [f"{prefix}{family}" for family in FAMILIES for prefix in ("cadp_", "", "peer_")]
 
@@ -82,6 +91,16 @@ def curve_specs(family: str) -> list[tuple[str, str, str, str, str]]:
             (f"peer {name} (pymarlzooplus)", f"peer_{family}", DECENTRALIZED, "tab:green", "-")]
 
 
+def draw_curve(ax, x, mean, half, label: str, colour: str, style: str, marker: str | None = ".") -> None:
+    """A mean curve and its 95% CI band (lighter for a dashed curve)."""
+    ax.plot(x, mean, style, marker=marker, markersize=4, color=colour, label=label)
+    ax.fill_between(x, mean - half, mean + half, color=colour, alpha=0.12 if style == "--" else 0.2, linewidth=0)
+
+
+def seeds_label(per_seed: dict) -> str:
+    return f"{len(per_seed)} seed" + ("s" if len(per_seed) > 1 else "")
+
+
 def plot_family(runs: dict, env_id: str, family: str, title: str, path: Path) -> bool:
     """One PNG, two panels: eval return against env steps and against wall time. False if nothing to draw."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -101,9 +120,7 @@ def plot_family(runs: dict, env_id: str, family: str, title: str, path: Path) ->
         mean, half = mean_ci(values)
         minutes = wall.mean(axis=0) / 60
         for ax, x in ((by_steps, steps), (by_time, minutes)):
-            seeds = f"{len(per_seed)} seed" + ("s" if len(per_seed) > 1 else "")
-            ax.plot(x, mean, style, marker=".", markersize=4, color=colour, label=f"{label}, {seeds}")
-            ax.fill_between(x, mean - half, mean + half, color=colour, alpha=0.12 if style == "--" else 0.2, linewidth=0)
+            draw_curve(ax, x, mean, half, f"{label}, {seeds_label(per_seed)}", colour, style)
         drawn += 1
     if not drawn:
         return False
@@ -162,13 +179,220 @@ def table(runs: dict, study: str, machine: str) -> str:
     return "\n".join(lines)
 
 
-def make_report(csv_path: Path, machine: str | None = None) -> list[Path]:
-    """The PNGs and the markdown table of a study CSV, beside it; returns their paths."""
+# ---- An ablation study: the arms of one base algorithm ---------------------------------------------
+# the arms of benchmarks/learning.py (ABLATION_ARMS) in their order, with their colours; others come last
+ARM_COLOURS = {"rnn": "black", "gru": "tab:gray", "post_gru": "tab:blue", "gru_input": "tab:orange",
+               "post_gru_eq3": "tab:green", "post_gru_noprune": "tab:red"}
+
+
+def arm_of(algo: str) -> tuple[str, str] | None:
+    """(base, arm) of an ablation label: qmix_rnn -> (qmix, rnn), cadp_qmix_post_gru -> (qmix, post_gru);
+    None for the labels of the other studies (cadp_qmix, qmix, peer_qmix)."""
+    rest = algo.removeprefix("cadp_")
+    for family in FAMILIES:
+        if rest.startswith(f"{family}_"):
+            return family, rest.removeprefix(f"{family}_")
+    return None
+
+
+def bases_of(runs: dict, env_id: str) -> list[str]:
+    """The base algorithms of an ablation's arms on one env id."""
+    return sorted({arm_of(algo)[0] for env, algo in runs if env == env_id and arm_of(algo)}, key=FAMILIES.index)
+
+
+def arms_of(runs: dict, env_id: str, base: str) -> list[str]:
+    """The algos of one base algorithm on one env id: the advice-off baselines, then the CADP arms."""
+    order = list(ARM_COLOURS)
+
+    def key(algo: str) -> tuple:
+        arm = arm_of(algo)[1]
+        return algo.startswith("cadp_"), order.index(arm) if arm in order else len(order), algo
+
+    return sorted((algo for env, algo in runs if env == env_id and arm_of(algo) and arm_of(algo)[0] == base), key=key)
+
+
+def read_breakpoints(csv_path: Path) -> dict:
+    """{(env_id, algo, seed): the step after which pruning is on, None if never} from the flags in the
+    signatures of the study's manifest (learning_{study}.jobs.json beside the CSV, by benchmarks/learning.py)."""
+    try:
+        manifest = json.loads(csv_path.with_name(f"{csv_path.stem}.jobs.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    found = {}
+    for name, entry in manifest.items():
+        try:
+            command = json.loads(entry["signature"])  # [script, *flags]
+            flag = {name: command[command.index(name) + 1]
+                    for name in ("--env-id", "--seed", "--total-timesteps", "--prune-start-fraction")}
+        except (KeyError, ValueError, IndexError, TypeError):  # a peer's, or flags without a breakpoint
+            continue
+        fraction, algo = float(flag["--prune-start-fraction"]), name.rsplit("__", 2)[1]  # names: {env}__{algo}__{seed}
+        found[flag["--env-id"], algo, int(flag["--seed"])] = \
+            fraction * int(flag["--total-timesteps"]) if fraction < 1 else None
+    return found
+
+
+def breakpoint_step(runs: dict, breakpoints: dict, env_id: str, algo: str, seed: int) -> float | None:
+    """Where pruning starts in a run: from its flags, else the last step at which charts/prune_coef was still 0
+    (its points are bin means, so this errs early, never late); None if it never starts or the run has no advice."""
+    if (env_id, algo, seed) in breakpoints:
+        return breakpoints[env_id, algo, seed]
+    coef = runs[env_id, algo].get(PRUNE_COEF, {}).get(seed)
+    if coef is None or not (coef[2] > 0).any():
+        return None
+    first_on = int(np.argmax(coef[2] > 0))
+    return float(coef[0][first_on - 1]) if first_on else 0.0
+
+
+def at_or_before(series: tuple, step: float | None) -> tuple[int, float] | None:
+    """(step, value) of a series' last point at or before `step` (None: its last point); None if there is none."""
+    steps, _, values = series
+    i = len(steps) - 1 if step is None else int(np.searchsorted(steps, step, side="right")) - 1
+    return (int(steps[i]), float(values[i])) if i >= 0 else None
+
+
+def plot_ablation(runs: dict, breakpoints: dict, env_id: str, base: str, title: str, path: Path) -> bool:
+    """CADP(D), CADP(C), training return and self-attention weight per arm against env steps (and the win
+    rates, where the env reports wins), each the mean over seeds with its 95% CI. False if nothing to draw."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    algos = arms_of(runs, env_id, base)
+    # (title, tag of the CADP arms, tag of the baselines: one network, their (D) shown for reference)
+    panels = [("evaluation return, CADP(D)", DECENTRALIZED, DECENTRALIZED),
+              ("evaluation return, CADP(C); baselines: their only network", CENTRALIZED, DECENTRALIZED),
+              ("training return (charts/episodic_return)", TRAINING_RETURN, TRAINING_RETURN),
+              ("self-attention weight c_ii; dotted: the breakpoint", SELF_WEIGHT, None)]
+    if any(DECENTRALIZED_WINS in runs[env_id, algo] for algo in algos):
+        panels += [("evaluation win rate, CADP(D)", DECENTRALIZED_WINS, DECENTRALIZED_WINS),
+                   ("evaluation win rate, CADP(C); baselines: their only network", CENTRALIZED_WINS,
+                    DECENTRALIZED_WINS)]
+    figure = Figure(figsize=(11, 3.6 * (len(panels) // 2)), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(len(panels) // 2, 2, sharex=True, squeeze=False).ravel()
+    drawn = 0
+    for ax, (panel_title, cadp_tag, baseline_tag) in zip(axes, panels):
+        for algo in algos:
+            tag = cadp_tag if algo.startswith("cadp_") else baseline_tag
+            per_seed = runs[env_id, algo].get(tag) if tag else None
+            if not per_seed:
+                continue
+            steps, _, values = align(per_seed)
+            if len(steps) == 0:
+                continue
+            colour = ARM_COLOURS.get(arm_of(algo)[1], "tab:purple")
+            draw_curve(ax, steps, *mean_ci(values), f"{algo}, {seeds_label(per_seed)}", colour,
+                       "-" if algo.startswith("cadp_") else "--", "." if tag.startswith("eval/") else None)
+            drawn += 1
+        ax.set_title(panel_title, fontsize=9)
+        ax.grid(alpha=0.3)
+    for ax in axes[-2:]:
+        ax.set_xlabel("environment steps")
+    steps = {breakpoint_step(runs, breakpoints, env_id, algo, seed) for algo in algos if algo.startswith("cadp_")
+             for seed in runs[env_id, algo].get(DECENTRALIZED, {})}
+    for step in sorted(steps - {None}):
+        axes[3].axvline(step, color="black", linestyle=":", linewidth=1)
+    if not drawn:
+        return False
+    axes[0].legend(fontsize=7)
+    figure.suptitle(title, fontsize=10)
+    figure.savefig(path)
+    return True
+
+
+def stat(samples: list[float]) -> tuple[float, float, int] | None:
+    """mean, 95% CI half-width and count over seeds; None without samples."""
+    if not samples:
+        return None
+    mean, half = mean_ci(np.array(samples))
+    return float(mean), float(half), len(samples)
+
+
+def ablation_section(runs: dict, breakpoints: dict, env_id: str, base: str, metric: str, d_tag: str,
+                     c_tag: str) -> list[str]:
+    """The tables of one env id, base algorithm and metric: per arm, then each CADP arm against the stronger
+    baseline, seed by seed."""
+    final, c_before = {}, {}  # algo -> {seed: final (D) value}, {seed: (step, value) of (C) at the breakpoint}
+    lines = [f"## {env_id}: {base.upper()}, {metric}", "",
+             "| arm | seeds | final (D) | final (C) | (C) at the breakpoint | at step |", "|---|---|---|---|---|---|"]
+    for algo in arms_of(runs, env_id, base):
+        tags = runs[env_id, algo]
+        final[algo] = {seed: float(values[-1]) for seed, (_, _, values) in tags.get(d_tag, {}).items()}
+        row = [f"`{algo}`", str(len(final[algo])), fmt(stat(list(final[algo].values()))), "", "", ""]
+        if algo.startswith("cadp_"):
+            centralized = tags.get(c_tag, {})
+            c_before[algo] = {seed: point for seed, series in centralized.items() if (point := at_or_before(
+                series, breakpoint_step(runs, breakpoints, env_id, algo, seed)))}
+            row[3] = fmt(stat([float(values[-1]) for _, _, values in centralized.values()]))
+            row[4] = fmt(stat([value for _, value in c_before[algo].values()]))
+            row[5] = " / ".join(f"{step:,}" for step in sorted({step for step, _ in c_before[algo].values()}))
+        lines.append("| " + " | ".join(row) + " |")
+    baselines = [algo for algo in final if not algo.startswith("cadp_") and final[algo]]
+    if not baselines:
+        return lines + ["", "No baseline run yet: no paired differences.", ""]
+    baseline = max(baselines, key=lambda algo: np.mean(list(final[algo].values())))  # the first of a tie
+    reference = runs[env_id, baseline][d_tag]
+    names = " and ".join(f"`{algo}`" for algo in baselines)
+    which = f"the baseline `{baseline}` (the only one with results yet)" if len(baselines) == 1 else \
+        f"the stronger baseline, `{baseline}` (the higher mean final (D) of {names})"
+    lines += ["", f"Against {which}: per seed, the arm minus the baseline with the same seed; mean ± 95% CI over "
+              "the seeds both have (n).", "",
+              f"| arm | (C) at the breakpoint − `{baseline}` at that step | final (D) − final `{baseline}` |",
+              "|---|---|---|"]
+    for algo in c_before:
+        before = [value - float(np.interp(step, reference[seed][0], reference[seed][2]))
+                  for seed, (step, value) in c_before[algo].items() if seed in reference]
+        after = [value - final[baseline][seed] for seed, value in final[algo].items() if seed in final[baseline]]
+        lines.append(f"| `{algo}` | {fmt_n(stat(before))} | {fmt_n(stat(after))} |")
+    return lines + [""]
+
+
+def fmt_n(stat_: tuple[float, float, int] | None) -> str:
+    return f"{fmt(stat_)} ({stat_[2]})" if stat_ else ""
+
+
+def ablation_table(runs: dict, breakpoints: dict, study: str, machine: str, planned: int | None) -> str:
+    count = len({(env, algo, seed) for (env, algo), tags in runs.items() for per_seed in tags.values()
+                 for seed in per_seed})
+    lines = [f"# Ablation study `{study}`", "",
+             (f"Runs in: {count}" + (f" of {planned} planned" if planned else "") + ". Evaluation return (and, where "
+              "the env reports wins, the win rate: secondary to the return), mean ± 95% confidence interval over "
+              "seeds (Student t, the seeds as samples). Final: at the last evaluation. (D) is the decentralized model "
+              "(for the advice-off baselines, their only network), (C) CADP with full attention. The breakpoint is "
+              "where the pruning loss switches on (prune_start_fraction x the budget, from each run's flags); (C) at "
+              "the breakpoint is at the last evaluation at or before it, and for an arm that never prunes at the last "
+              "evaluation. Seeds are paired: an arm and a baseline with the same seed evaluate on the same episodes. "
+              f"Machine: {machine}."), ""]
+    for env_id in sorted({env for env, _ in runs}):
+        for base in bases_of(runs, env_id):
+            algos = arms_of(runs, env_id, base)
+            lines += ablation_section(runs, breakpoints, env_id, base, "evaluation return", DECENTRALIZED, CENTRALIZED)
+            if any(DECENTRALIZED_WINS in runs[env_id, algo] for algo in algos):
+                lines += ablation_section(runs, breakpoints, env_id, base, "win rate (secondary)",
+                                          DECENTRALIZED_WINS, CENTRALIZED_WINS)
+    return "\n".join(lines)
+
+
+def make_report(csv_path: Path, machine: str | None = None, planned: int | None = None) -> list[Path]:
+    """The PNGs and the markdown table of a study CSV, beside it; returns their paths. `planned`: the
+    study's number of runs, which an ablation's table states beside the number in the CSV."""
     csv_path = Path(csv_path)
     study = csv_path.stem.removeprefix("learning_")
     machine = machine or f"{os.cpu_count()} CPU cores, one torch thread per run"
     runs = read_runs(csv_path)
     written = []
+    if any(arm_of(algo) for _, algo in runs):
+        breakpoints = read_breakpoints(csv_path)
+        for env_id in sorted({env for env, _ in runs}):
+            safe_env = re.sub(r"[^A-Za-z0-9_.-]+", "-", env_id)
+            for base in bases_of(runs, env_id):
+                path = csv_path.with_name(f"learning_{study}_{safe_env}_{base}.png")
+                title = f"{env_id}: {base.upper()} ablation, study {study}"
+                if plot_ablation(runs, breakpoints, env_id, base, title, path):
+                    written.append(path)
+        table_path = csv_path.with_name(f"learning_{study}.md")
+        table_path.write_text(ablation_table(runs, breakpoints, study, machine, planned))
+        return written + [table_path]
     for env_id in sorted({env for env, _ in runs}):
         safe_env = re.sub(r"[^A-Za-z0-9_.-]+", "-", env_id)
         for family in sorted({family_of(algo) for env, algo in runs if env == env_id}):
@@ -184,8 +408,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("csv", type=Path, help="benchmarks/results/learning_{study}.csv")
     parser.add_argument("--machine", help="the machine, as the table states it (default: this one's CPU count)")
+    parser.add_argument("--planned", type=int, help="the study's number of runs, for an ablation's table")
     args = parser.parse_args()
-    for path in make_report(args.csv, args.machine):
+    for path in make_report(args.csv, args.machine, args.planned):
         print(f"written {path}")
 
 

@@ -1,9 +1,13 @@
 """benchmarks/learning.py and benchmarks/plot.py: the study table, a real tiny study through the local
 process pool and through a local Ray, resuming, failures, peer jobs (peer.run_learning mocked), and
-the statistics that the plots and the table show, against numbers computed by hand."""
+the statistics that the plots and the table show, against numbers computed by hand. The ablation:
+its arms, a study stopped and resumed in a fresh clone (results/ only), its paired differences."""
 
 import csv
+import hashlib
 import importlib.util
+import json
+import shutil
 import sys
 import types
 from dataclasses import replace
@@ -17,6 +21,7 @@ from benchmarks import learning, plot
 
 TAGS_OF_A_RUN = {"eval/centralized_episodic_return", "eval/decentralized_episodic_return",
                  "charts/episodic_return", "charts/SPS"}
+ADVICE_TAGS = {"charts/self_attention_weight", "charts/prune_coef"}  # logged by the runs with advice
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -73,7 +78,7 @@ def check_study_csv(path: Path, algos: set[str]) -> list[dict]:
     assert {row["algo"] for row in rows} == algos
     for algo in algos:
         mine = [row for row in rows if row["algo"] == algo]
-        assert {row["tag"] for row in mine} == TAGS_OF_A_RUN
+        assert {row["tag"] for row in mine} == TAGS_OF_A_RUN | (ADVICE_TAGS if algo == "cadp_qmix" else set())
         assert {(row["study"], row["env_id"], row["script"], row["seed"]) for row in mine} == \
             {("smoke", "matrix:two_step", "cadp_qmix", "1")}
         assert {row["advice"] for row in mine} == {"true" if algo == "cadp_qmix" else "false"}
@@ -105,8 +110,11 @@ def test_smoke_study_runs_in_the_process_pool_collects_plots_and_resumes(tmp_pat
     assert {name: (path / "done").stat().st_mtime_ns for name, path in job_dirs.items()} == markers
     assert read_csv(csv_path) == rows
 
-    # an interrupted job (no marker, a half-written run) runs again, from an emptied directory
+    # an interrupted job (no marker, a half-written run, not in the manifest) runs again, from an emptied directory
     (job_dirs["qmix"] / "done").unlink()
+    manifest_path = tmp_path / "results" / "learning_smoke.jobs.json"
+    assert list(json.loads(manifest_path.read_text())) == ["matrix-two_step__cadp_qmix__1", "matrix-two_step__qmix__1"]
+    manifest_path.unlink()  # cadp_qmix: finished by its marker alone
     (job_dirs["qmix"] / "runs" / "an_interrupted_run").mkdir()
     result = run_script("benchmarks/learning", tmp_path, *flags[:-4], "--workers", "1", *flags[-4:], timeout=240)
     assert result.returncode == 0 and "1 already finished, running 1" in result.stdout
@@ -270,3 +278,231 @@ def test_plot_writes_the_curves_and_a_table_of_mean_and_95_ci_over_seeds(tmp_pat
     # t(1) = 12.706 -> 12.706 * 4.5 = 57.177; wall time 44 and 40 s
     assert "| peer_qmix | 2 | 110 | 15.500 ± 57.177 | 15.500 ± 57.177 |  | 42 s |" in table
     assert table.index("| cadp_qmix |") < table.index("| qmix |") < table.index("| peer_qmix |")
+
+
+# ---- The ablation ---------------------------------------------------------------------------------
+ARM_FLAGS = {  # the flags after the budget's, by arm
+    "rnn": ["--no-advice", "--advice-placement", "post-gru", "--prune-start-fraction", "0.67"],
+    "gru": ["--no-advice", "--advice-placement", "gru-input", "--prune-start-fraction", "0.67"],
+    "post_gru": ["--advice-placement", "post-gru", "--prune-start-fraction", "0.67"],
+    "gru_input": ["--advice-placement", "gru-input", "--prune-start-fraction", "0.67"],
+    "post_gru_eq3": ["--advice-placement", "post-gru", "--prune-loss-scale", "eq3", "--prune-start-fraction", "0.67"],
+    "post_gru_noprune": ["--advice-placement", "post-gru", "--prune-start-fraction", "1"],
+}
+
+
+def test_the_ablation_expands_to_its_arms_script_by_script_then_seed_by_seed(tmp_path, capsys):
+    jobs = learning.expand("ablation")
+    assert len(jobs) == 2 * 2 * 6 * 5 and len({job.name for job in jobs}) == len(jobs)
+    assert [job.script for job in jobs] == ["cadp_qmix"] * 60 + ["cadp_mappo"] * 60
+    assert [job.seed for job in jobs] == [seed for _ in range(2) for seed in range(1, 6) for _ in range(12)]
+    tasks = ("lbforaging:Foraging-2s-10x10-3p-3f-v3", learning.ABLATION_SMAX)
+    for base, first in (("qmix", jobs[:12]), ("mappo", jobs[60:72])):
+        labels = [f"{base}_rnn", f"{base}_gru", *(f"cadp_{base}_{arm}" for arm in list(ARM_FLAGS)[2:])]
+        assert [(job.env_id, job.algo) for job in first] == [(env_id, label) for env_id in tasks for label in labels]
+    for job in jobs:
+        arm = job.algo.removeprefix("cadp_").split("_", 1)[1]
+        flags = job.flags()
+        assert flags[flags.index("--checkpoint-interval") + 2:] == ARM_FLAGS[arm]
+        assert job.advice == job.algo.startswith("cadp_") and job.advice == ("--no-advice" not in flags)
+        assert job.budget == learning.ABLATION_BUDGETS[job.script, learning.env_family(job.env_id)]
+        assert flags[flags.index("--total-timesteps") + 1] == str(job.budget.total_timesteps)
+    assert len(learning.expand("ablation", only="__cadp_qmix_post_gru__")) == 10  # --only picks an arm
+    assert {job.algo for job in learning.expand("ablation", only="mappo_rnn")} == {"mappo_rnn"}
+
+    # the dry run keeps the study's order (not longest first)
+    assert learning.main(study_flags(tmp_path, "--study", "ablation", "--dry-run", "--workers", "2")) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out[:-1]] == [job.name for job in jobs]
+    assert out[-1].startswith("120 jobs: 0 finished, 120 to run")
+
+
+def test_the_other_studies_keep_their_job_names_and_signatures():
+    pinned = {"lbf": "4406dc1b501514a5", "rware": "12537eaa0b1f375a", "mpe": "c6d264c673ea87ee",
+              "smoke": "6f1ae3628236a249"}  # as before the ablation
+    for study, digest in pinned.items():
+        text = "\n".join(f"{job.name} {job.signature()}" for job in learning.expand(study))
+        assert hashlib.sha256(text.encode()).hexdigest()[:16] == digest, study
+    assert learning.expand("smoke")[0].signature() == json.dumps(
+        ["cadp_qmix.py", "--env-id", "matrix:two_step", "--seed", "1", "--total-timesteps", "200", "--eval-interval",
+         "100", "--eval-episodes", "2", "--torch-threads", "1", "--checkpoint-interval", "0", "--num-envs", "2"])
+
+
+def fake_ablation_job(calls: list, csv_path: Path, stop_at: int | None = None):
+    """A stand-in for run_job: eval and training curves whose values say which job and which call made them.
+    It checks that the CSV holds the calls before it (written after each job), and stops the study with
+    KeyboardInterrupt at call `stop_at`, as Ctrl-C does."""
+    def run_job(job, job_dir=None, root=None):
+        calls.append(job.name)
+        if len(calls) == stop_at:
+            raise KeyboardInterrupt
+        if len(calls) > 1:
+            assert {(row["algo"], row["seed"]) for row in read_csv(csv_path)} >= {tuple(calls[-2].split("__")[1:])}
+        value = float(len(calls))
+        tags = ("eval/decentralized_episodic_return", "eval/centralized_episodic_return", "charts/episodic_return")
+        rows = [(tag, step, step / 100, value) for step in (0, 100, 200) for tag in tags]
+        if job.advice:
+            rows += [("charts/self_attention_weight", step, step / 100, 0.5) for step in (50, 150)]
+            rows += [("charts/prune_coef", 50, 0.5, 0.0), ("charts/prune_coef", 150, 1.5, 0.5)]
+        return {"ok": True, "error": None, "rows": rows, "log": "fake\n", "seconds": 1.0}
+    return run_job
+
+
+def test_a_stopped_ablation_keeps_its_finished_jobs_and_resumes_in_a_fresh_clone(tmp_path, monkeypatch, capsys):
+    csv_path = tmp_path / "results" / "learning_ablation-smoke.csv"
+    manifest_path = tmp_path / "results" / "learning_ablation-smoke.jobs.json"
+    names = [job.name for job in learning.expand("ablation-smoke")]
+    flags = study_flags(tmp_path, "--study", "ablation-smoke", "--workers", "1")
+    calls = []
+    monkeypatch.setattr(learning, "run_job", fake_ablation_job(calls, csv_path, stop_at=3))
+    with pytest.raises(KeyboardInterrupt):  # stopped while the third job runs
+        learning.main(flags)
+    manifest = json.loads(manifest_path.read_text())
+    assert list(manifest) == names[:2] and calls == names[:3]
+    for job in learning.expand("ablation-smoke")[:2]:
+        assert manifest[job.name]["signature"] == job.signature() and manifest[job.name]["seconds"] == 1.0
+        assert manifest[job.name]["finished"].endswith("+00:00")
+    rows = read_csv(csv_path)
+    assert {(row["algo"], row["value"]) for row in rows if row["tag"].startswith("eval/")} == \
+        {("qmix_rnn", "1"), ("cadp_qmix_post_gru", "2")}  # the calls that made them
+    assert "Runs in: 2 of 4 planned" in (tmp_path / "results" / "learning_ablation-smoke.md").read_text()
+    assert not list(tmp_path.glob("results/.*"))  # no temporary file left behind
+
+    # a fresh clone: results/ only. The dry run and the study know what finished from the manifest
+    shutil.rmtree(tmp_path / "runs")
+    capsys.readouterr()
+    assert learning.main([*flags, "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [" finished " in line for line in out[:-1]] == [True, True, False, False]
+    assert out[-1].startswith("4 jobs: 2 finished, 2 to run")
+    calls.clear()
+    monkeypatch.setattr(learning, "run_job", fake_ablation_job(calls, csv_path))
+    monkeypatch.setattr(plot, "make_report", lambda *args, **kwargs: 1 / 0)  # a failing report only warns
+    assert learning.main(flags) == 0
+    assert calls == names[2:] and "warning: the report failed (ZeroDivisionError" in capsys.readouterr().err
+    assert list(json.loads(manifest_path.read_text())) == names
+    resumed = read_csv(csv_path)
+    assert resumed[:len(rows)] == rows  # the first two jobs' rows, kept from the CSV
+    assert {row["algo"] for row in resumed} == {"qmix_rnn", "cadp_qmix_post_gru", "mappo_rnn", "cadp_mappo_post_gru"}
+
+    # other seeds add to the study; a job whose signature changed loses its rows, and runs again
+    calls.clear()
+    assert learning.main([*flags, "--seeds", "2", "--only", "qmix_rnn"]) == 0
+    assert calls == [names[0].replace("__1", "__2")] and len(json.loads(manifest_path.read_text())) == 5
+    calls.clear()
+    assert learning.main([*flags, "--total-timesteps", "300", "--only", "qmix_rnn"]) == 0
+    assert calls == names[:1]
+    manifest = json.loads(manifest_path.read_text())
+    assert list(manifest) == [names[0], names[0].replace("__1", "__2")] and '"300"' in manifest[names[0]]["signature"]
+    assert {(row["algo"], row["seed"]) for row in read_csv(csv_path)} == {("qmix_rnn", "1"), ("qmix_rnn", "2")}
+
+
+def scripts_have_the_ablation_flags() -> bool:
+    scripts = ("cadp_qmix", "cadp_mappo")
+    return all("advice_placement" in (learning.ROOT / f"{script}.py").read_text() for script in scripts)
+
+
+@pytest.mark.skipif(not scripts_have_the_ablation_flags(), reason="the scripts do not have --advice-placement yet")
+def test_ablation_smoke_study_runs_in_the_process_pool_and_survives_a_fresh_clone(tmp_path):
+    flags = study_flags(tmp_path, "--study", "ablation-smoke", "--workers", "2")
+    results = tmp_path / "results"
+    result = run_script("benchmarks/learning", tmp_path, *flags, "--only", "qmix", timeout=240)  # the QMIX arms
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "4 jobs" not in result.stdout and "2 jobs, 0 already finished, running 2 on 2 workers" in result.stdout
+    qmix_rows = read_csv(results / "learning_ablation-smoke.csv")
+    assert {row["algo"] for row in qmix_rows} == {"qmix_rnn", "cadp_qmix_post_gru"}
+    for algo, advice in (("qmix_rnn", "false"), ("cadp_qmix_post_gru", "true")):
+        mine = [row for row in qmix_rows if row["algo"] == algo]
+        assert {row["tag"] for row in mine} == TAGS_OF_A_RUN | (ADVICE_TAGS if advice == "true" else set())
+        assert {(row["script"], row["advice"], row["seed"]) for row in mine} == {("cadp_qmix", advice, "1")}
+    assert len(json.loads((results / "learning_ablation-smoke.jobs.json").read_text())) == 2
+
+    shutil.rmtree(tmp_path / "runs")  # a fresh clone with the results only
+    result = run_script("benchmarks/learning", tmp_path, *flags, timeout=240)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "4 jobs, 2 already finished, running 2 on 2 workers" in result.stdout
+    rows = read_csv(results / "learning_ablation-smoke.csv")
+    assert rows[:len(qmix_rows)] == qmix_rows
+    assert {row["algo"] for row in rows} == {"qmix_rnn", "cadp_qmix_post_gru", "mappo_rnn", "cadp_mappo_post_gru"}
+    assert ADVICE_TAGS <= {row["tag"] for row in rows if row["algo"] == "cadp_mappo_post_gru"}
+    manifest = json.loads((results / "learning_ablation-smoke.jobs.json").read_text())
+    assert list(manifest) == [job.name for job in learning.expand("ablation-smoke")]
+    for base in ("qmix", "mappo"):
+        assert (results / f"learning_ablation-smoke_matrix-two_step_{base}.png").read_bytes()[:4] == b"\x89PNG"
+    table = (results / "learning_ablation-smoke.md").read_text()
+    assert "Runs in: 4 of 4 planned" in table and "| `cadp_mappo_post_gru` | 1 |" in table
+    assert "Against the baseline `qmix_rnn` (the only one with results yet)" in table
+    assert table.index("## matrix:two_step: QMIX") < table.index("## matrix:two_step: MAPPO")
+
+
+def write_ablation_csv(path: Path) -> None:
+    """Eval curves at steps 0, 50, 100 of a study whose budget is 100 steps with the breakpoint at 67 (the
+    manifest's flags; the last eval before it: step 50); gru_input has no manifest entry: its breakpoint is
+    read off charts/prune_coef. Win rates for two arms only, as a partial study may have."""
+    curves = {  # (algo, tag, seed): values at steps 0, 50, 100
+        ("qmix_rnn", "D", 1): [0, 1, 2], ("qmix_rnn", "D", 2): [0, 2, 4], ("qmix_rnn", "D", 3): [0, 3, 3],
+        ("qmix_gru", "D", 1): [0, 1, 1], ("qmix_gru", "D", 2): [0, 1, 1],
+        ("cadp_qmix_post_gru", "D", 1): [0, 0, 3], ("cadp_qmix_post_gru", "D", 2): [0, 0, 6],
+        ("cadp_qmix_post_gru", "D", 3): [0, 0, 6],
+        ("cadp_qmix_post_gru", "C", 1): [0, 2, 9], ("cadp_qmix_post_gru", "C", 2): [0, 4, 9],
+        ("cadp_qmix_post_gru", "C", 3): [0, 3, 9],
+        ("cadp_qmix_post_gru_noprune", "D", 1): [0, 1, 1], ("cadp_qmix_post_gru_noprune", "D", 2): [0, 1, 3],
+        ("cadp_qmix_post_gru_noprune", "C", 1): [0, 5, 7], ("cadp_qmix_post_gru_noprune", "C", 2): [0, 5, 9],
+        ("cadp_qmix_gru_input", "D", 1): [0, 1, 5], ("cadp_qmix_gru_input", "C", 1): [0, 6, 8],
+        ("qmix_rnn", "W", 1): [0, 0.5, 0.5], ("qmix_rnn", "W", 2): [0, 0.5, 0.5],
+        ("cadp_qmix_post_gru", "W", 1): [0, 0.5, 1], ("cadp_qmix_post_gru", "W", 2): [0, 0.5, 0.75],
+        ("cadp_qmix_post_gru", "CW", 1): [0, 1, 1], ("cadp_qmix_post_gru", "CW", 2): [0, 0.75, 1],
+    }
+    tags = {"D": "eval/decentralized_episodic_return", "C": "eval/centralized_episodic_return",
+            "W": "eval/decentralized_win_rate", "CW": "eval/centralized_win_rate"}
+    rows = [(algo, seed, tags[tag], step, value) for (algo, tag, seed), values in curves.items()
+            for step, value in zip((0, 50, 100), values)]
+    rows += [(algo, 1, tag, step, value) for algo in ("cadp_qmix_post_gru", "cadp_qmix_gru_input")
+             for step, value in zip((20, 40, 60, 80, 100), (0, 0, 0, 0.5, 0.5))
+             for tag in ("charts/prune_coef", "charts/self_attention_weight")]
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(learning.CSV_COLUMNS)
+        for algo, seed, tag, step, value in rows:
+            writer.writerow(["ablation", "x:y", algo, "cadp_qmix", str(algo.startswith("cadp_")).lower(), seed, tag,
+                             step, step / 10, value])
+    manifest = {}
+    for algo, seed in {(algo, seed) for algo, _, seed in curves if algo != "cadp_qmix_gru_input"}:
+        fraction = "1" if algo.endswith("noprune") else "0.67"
+        command = ["cadp_qmix.py", "--env-id", "x:y", "--seed", str(seed), "--total-timesteps", "100",
+                   "--prune-start-fraction", fraction]
+        manifest[f"x-y__{algo}__{seed}"] = {"signature": json.dumps(command), "seconds": 1.0, "finished": "2025-01-01"}
+    path.with_name("learning_ablation.jobs.json").write_text(json.dumps(manifest))
+
+
+def test_the_ablation_report_gives_the_paired_differences_computed_by_hand(tmp_path):
+    csv_path = tmp_path / "learning_ablation.csv"
+    write_ablation_csv(csv_path)
+    written = plot.make_report(csv_path, machine="a test machine", planned=20)
+    assert [path.name for path in written] == ["learning_ablation_x-y_qmix.png", "learning_ablation.md"]
+    assert written[0].read_bytes()[:4] == b"\x89PNG"
+    table = written[1].read_text()
+    assert "Runs in: 11 of 20 planned." in table and "Machine: a test machine." in table
+    returns, wins = table.split("## x:y: QMIX, evaluation return")[1].split("## x:y: QMIX, win rate (secondary)")
+    # final (D) of rnn 2, 4, 3 (sd 1, t(2) = 4.303: 4.303 / sqrt(3) = 2.484); of gru 1, 1: rnn is the stronger
+    assert "| `qmix_rnn` | 3 | 3.000 ± 2.484 |  |  |  |" in returns
+    assert "| `qmix_gru` | 2 | 1.000 ± 0.000 |  |  |  |" in returns
+    # final (D) 3, 6, 6 (sd sqrt(3): 4.303); final (C) 9, 9, 9; (C) at the last eval before step 67: 2, 4, 3
+    assert "| `cadp_qmix_post_gru` | 3 | 5.000 ± 4.303 | 9.000 ± 0.000 | 3.000 ± 2.484 | 50 |" in returns
+    # never pruned: (C) at the breakpoint is the final one, 7 and 9 (sd sqrt(2), t(1) = 12.706)
+    assert "| `cadp_qmix_post_gru_noprune` | 2 | 2.000 ± 12.706 | 8.000 ± 12.706 | 8.000 ± 12.706 | 100 |" in returns
+    # no manifest entry: prune_coef is still 0 at step 60, on at 80, so (C) is the eval at 50
+    assert "| `cadp_qmix_gru_input` | 1 | 5.000 | 8.000 | 6.000 | 50 |" in returns
+    assert "Against the stronger baseline, `qmix_rnn` (the higher mean final (D) of `qmix_rnn` and `qmix_gru`)" \
+        in returns
+    # post_gru - rnn per seed: (C) at 50 minus rnn at 50: 2-1, 4-2, 3-3 = 1, 2, 0; final: 3-2, 6-4, 6-3 = 1, 2, 3
+    assert "| `cadp_qmix_post_gru` | 1.000 ± 2.484 (3) | 2.000 ± 2.484 (3) |" in returns
+    # noprune, seeds 1 and 2: (C) at 100 minus rnn at 100: 7-2, 9-4; final: 1-2, 3-4
+    assert "| `cadp_qmix_post_gru_noprune` | 5.000 ± 0.000 (2) | -1.000 ± 0.000 (2) |" in returns
+    assert "| `cadp_qmix_gru_input` | 5.000 (1) | 3.000 (1) |" in returns
+    # win rates: gru has none (a partial study); post_gru - rnn, seeds 1 and 2: (C) at 50: 1-0.5, 0.75-0.5;
+    # final: 1-0.5, 0.75-0.5 (sd 0.177, t(1) = 12.706 -> 1.588)
+    assert "| `qmix_gru` | 0 |  |  |  |  |" in wins
+    assert "Against the baseline `qmix_rnn` (the only one with results yet)" in wins
+    assert "| `cadp_qmix_post_gru` | 0.375 ± 1.588 (2) | 0.375 ± 1.588 (2) |" in wins
+    assert "| `cadp_qmix_gru_input` |  |  |" in wins
