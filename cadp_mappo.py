@@ -341,8 +341,9 @@ class ValueNormalizer(nn.Module):
 def masked_policy(logits: torch.Tensor, avail: torch.Tensor) -> Categorical:
     """The policy over available actions: unavailable logits become -inf, so their probability is
     exactly 0 and they are never sampled; Categorical.entropy clamps -inf to the lowest float, so
-    0 * log 0 adds 0 (not NaN) to the entropy and to its gradient. avail: bool, logits' shape."""
-    return Categorical(logits=logits.masked_fill(~avail, -torch.inf))
+    0 * log 0 adds 0 (not NaN) to the entropy and to its gradient. avail: bool, logits' shape.
+    Not validated: NaN logits of a diverged update must reach the losses, where the divergence check names them."""
+    return Categorical(logits=logits.masked_fill(~avail, -torch.inf), validate_args=False)
 
 
 def compute_gae(rewards, values, last_values, final_values, terminated, truncated, gamma: float, gae_lambda: float):

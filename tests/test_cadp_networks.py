@@ -274,3 +274,16 @@ def test_every_evaluation_plays_the_same_episodes(module):
     assert len(starts) == 4 and all(np.array_equal(starts[0], start) for start in starts[1:])
     assert returns[0] == returns[3]
     envs.close()
+
+
+def test_the_pieces_meant_to_be_identical_in_the_scripts_are():
+    """The scripts repeat code on purpose (each reads alone); these copies must not drift apart."""
+    import inspect
+
+    def source(module, name):
+        return inspect.getsource(getattr(module, name))
+
+    for name in ("AdviceAttention", "pruning_loss", "prune_coef_at"):
+        assert source(cadp_qmix, name) == source(cadp_vdn, name) == source(cadp_mappo, name), name
+    for name in ("CADPAgent", "DecentralizedActor", "evaluate", "select_actions", "exploration_duration", "EpisodeBuffer"):
+        assert source(cadp_qmix, name) == source(cadp_vdn, name), name

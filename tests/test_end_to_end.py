@@ -79,10 +79,11 @@ def scalar_tags(run_dir: Path) -> set[str]:
 
 
 @pytest.mark.parametrize("script", list(TINY))
-def test_training_run_writes_tags_checkpoint_and_a_faithful_exported_actor(script, tmp_path):
+@pytest.mark.parametrize("placement", ["post-gru", "gru-input"])
+def test_training_run_writes_tags_checkpoint_and_a_faithful_exported_actor(script, placement, tmp_path):
     result = run_script(script, tmp_path, "--env-id", "lbforaging:Foraging-8x8-2p-3f-v3", "--total-timesteps", "1200",
                         "--num-envs", "4", "--eval-interval", "600", "--eval-episodes", "2",
-                        "--prune-start-fraction", "0.3", "--save-model", *TINY[script])
+                        "--prune-start-fraction", "0.3", "--save-model", "--advice-placement", placement, *TINY[script])
     final_returns(result)
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert run_dir.name.startswith("lbforaging-Foraging-8x8-2p-3f-v3__" + script + "__1__")
@@ -94,6 +95,7 @@ def test_training_run_writes_tags_checkpoint_and_a_faithful_exported_actor(scrip
     assert checkpoint["global_step"] >= 1200
     spec = json.loads((run_dir / "decentralized_actor.json").read_text())
     args = module.Args(**checkpoint["args"])
+    assert args.advice_placement == placement
     agent = module.CADPAgent(spec["obs_dim"], spec["n_actions"], args)
     agent.load_state_dict(checkpoint[CHECKPOINT_AGENT_KEY[script]])
     expected_layout = ["env_observation"] + ["agent_id_onehot"] * args.obs_agent_id + ["last_action_onehot"] * args.obs_last_action
