@@ -2,8 +2,9 @@
 
 Paper: Zhou et al., "CADP: Towards Better Centralized Learning for Decentralized Execution
 in MARL", AAMAS 2025. The actor (parameters shared by all agents) attends over all agents'
-observations while training (advice, Eq. 1) beside its own observation (residual GRU, Eq. 2)
-and outputs action logits; a pruning loss (Eq. 3) then drives each agent's attention onto
+observations while training (advice, Eq. 1), a branch beside its own recurrent one (the
+authors' release; `--advice-placement gru-input`: into the GRU, the abstract's Eq. 2), and
+outputs action logits; a pruning loss (Eq. 3) then drives each agent's attention onto
 itself, so the trained actor runs decentralized: CADP(D) needs only the agent's own
 observation. The critic sees the global state (MAPPO). `grep "# CADP"` lists every line that
 differs from plain recurrent MAPPO (`--no-advice`). Results: README.md.

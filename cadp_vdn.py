@@ -2,7 +2,8 @@
 
 Paper: Zhou et al., "CADP: Towards Better Centralized Learning for Decentralized Execution
 in MARL", AAMAS 2025. While training, every agent's network attends over all agents'
-observations (advice, Eq. 1) beside its own observation (residual GRU, Eq. 2); a pruning
+observations (advice, Eq. 1), a branch beside its own recurrent one (the authors' release;
+`--advice-placement gru-input` feeds it into the GRU, the extended abstract's Eq. 2); a pruning
 loss (Eq. 3) then drives each agent's attention onto itself, so the trained network runs
 decentralized: CADP(D) needs only the agent's own observation.
 `grep "# CADP"` lists every line that differs from plain VDN; `diff cadp_qmix.py cadp_vdn.py`
