@@ -217,11 +217,11 @@ class CADPAgent(nn.Module):
 
     def __init__(self, obs_dim: int, n_actions: int, args: Args):
         super().__init__()
-        self.placement, hidden_dim = args.advice_placement, args.hidden_dim
+        post_gru, hidden_dim = args.advice_placement == "post-gru", args.hidden_dim
         self.advice = AdviceAttention(obs_dim, args.att_heads, args.att_embed_dim) if args.advice else None
         advice_dim = args.att_heads * args.att_embed_dim if args.advice else 0
         self.base = self.gru_norm = self.advice_fc = self.merge = None
-        if self.placement == "post-gru":
+        if post_gru:
             # MAPPO's actor: normalized input, a LayerNorm'd ReLU MLP, a GRU (orthogonal, zero biases), LayerNorm
             self.base = nn.Sequential(
                 nn.LayerNorm(obs_dim), layer_init(nn.Linear(obs_dim, hidden_dim)), nn.ReLU(), nn.LayerNorm(hidden_dim),

@@ -197,11 +197,11 @@ class CADPAgent(nn.Module):
 
     def __init__(self, obs_dim: int, n_actions: int, args: Args):
         super().__init__()
-        self.placement, hidden_dim = args.advice_placement, args.hidden_dim
+        post_gru, hidden_dim = args.advice_placement == "post-gru", args.hidden_dim
         self.advice = AdviceAttention(obs_dim, args.att_heads, args.att_embed_dim) if args.advice else None
         advice_dim = args.att_heads * args.att_embed_dim if args.advice else 0
         self.fc1 = self.advice_fc = self.merge = None
-        if self.placement == "post-gru":
+        if post_gru:
             self.fc1 = nn.Linear(obs_dim, hidden_dim)
             self.gru = nn.GRU(hidden_dim, hidden_dim, batch_first=True)
             if args.advice:
@@ -213,7 +213,7 @@ class CADPAgent(nn.Module):
             # CADP Eq. 2: the GRU reads the advice *and* the raw observation; the raw one is the
             # residual path that never passes through attention, so pruning cannot cut it off
             self.gru = nn.GRU(advice_dim + obs_dim, hidden_dim, batch_first=True)
-        if self.placement == "post-gru" and not args.advice:
+        if post_gru and not args.advice:
             self.q_head = nn.Linear(hidden_dim, n_actions)
         else:
             self.q_head = nn.Sequential(nn.Linear(hidden_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, n_actions))

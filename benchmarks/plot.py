@@ -135,10 +135,17 @@ def plot_family(runs: dict, env_id: str, family: str, title: str, path: Path) ->
     return True
 
 
+def stat(samples: list[float]) -> tuple[float, float, int] | None:
+    """mean, 95% CI half-width and count over seeds; None without samples."""
+    if not samples:
+        return None
+    mean, half = mean_ci(np.array(samples))
+    return float(mean), float(half), len(samples)
+
+
 def summarize(per_seed: dict, how) -> tuple[float, float, int]:
     """mean, 95% CI half-width and count over seeds of how(values) per seed."""
-    mean, half = mean_ci(np.array([how(values) for _, _, values in per_seed.values()]))
-    return float(mean), float(half), len(per_seed)
+    return stat([how(values) for _, _, values in per_seed.values()])
 
 
 def fmt(stat: tuple[float, float, int] | None) -> str:
@@ -300,14 +307,6 @@ def plot_ablation(runs: dict, breakpoints: dict, env_id: str, base: str, title: 
     return True
 
 
-def stat(samples: list[float]) -> tuple[float, float, int] | None:
-    """mean, 95% CI half-width and count over seeds; None without samples."""
-    if not samples:
-        return None
-    mean, half = mean_ci(np.array(samples))
-    return float(mean), float(half), len(samples)
-
-
 def ablation_section(runs: dict, breakpoints: dict, env_id: str, base: str, metric: str, d_tag: str,
                      c_tag: str) -> list[str]:
     """The tables of one env id, base algorithm and metric: per arm, then each CADP arm against the stronger
@@ -373,6 +372,11 @@ def ablation_table(runs: dict, breakpoints: dict, study: str, machine: str, plan
     return "\n".join(lines)
 
 
+def safe_name(env_id: str) -> str:
+    """An env id as a file name part, as benchmarks/learning.py names its job directories."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", env_id)
+
+
 def make_report(csv_path: Path, machine: str | None = None, planned: int | None = None) -> list[Path]:
     """The PNGs and the markdown table of a study CSV, beside it; returns their paths. `planned`: the
     study's number of runs, which an ablation's table states beside the number in the CSV."""
@@ -384,7 +388,7 @@ def make_report(csv_path: Path, machine: str | None = None, planned: int | None 
     if any(arm_of(algo) for _, algo in runs):
         breakpoints = read_breakpoints(csv_path)
         for env_id in sorted({env for env, _ in runs}):
-            safe_env = re.sub(r"[^A-Za-z0-9_.-]+", "-", env_id)
+            safe_env = safe_name(env_id)
             for base in bases_of(runs, env_id):
                 path = csv_path.with_name(f"learning_{study}_{safe_env}_{base}.png")
                 title = f"{env_id}: {base.upper()} ablation, study {study}"
@@ -394,7 +398,7 @@ def make_report(csv_path: Path, machine: str | None = None, planned: int | None 
         table_path.write_text(ablation_table(runs, breakpoints, study, machine, planned))
         return written + [table_path]
     for env_id in sorted({env for env, _ in runs}):
-        safe_env = re.sub(r"[^A-Za-z0-9_.-]+", "-", env_id)
+        safe_env = safe_name(env_id)
         for family in sorted({family_of(algo) for env, algo in runs if env == env_id}):
             path = csv_path.with_name(f"learning_{study}_{safe_env}_{family}.png")
             if plot_family(runs, env_id, family, f"{env_id}: {family.upper()} family, study {study}", path):
