@@ -367,25 +367,34 @@ def compute_gae(rewards, values, last_values, final_values, terminated, truncate
     return advantages
 
 
-def ppo_policy_loss(new_log_probs, old_log_probs, advantages, clip_coef: float):
-    """PPO's clipped surrogate (to minimize), with approx KL (Schulman's k3) and the clipped fraction."""
+def masked_mean(x: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    """The mean over the active entries (agents alive at that step; MAPPO's active masks)."""
+    return (x * active).sum() / active.sum().clamp(min=1)
+
+
+def ppo_policy_loss(new_log_probs, old_log_probs, advantages, active, clip_coef: float):
+    """PPO's clipped surrogate (to minimize), with approx KL (Schulman's k3) and the clipped fraction,
+    each over the active entries: a dead agent's forced no-op is no decision (ratio 1, no gradient),
+    and counting it would only shrink the step (MAPPO's policy active masks)."""
     log_ratio = new_log_probs - old_log_probs
     ratio = log_ratio.exp()
-    loss = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef)).mean()
+    surrogate = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef))
+    loss = masked_mean(surrogate, active)
     with torch.no_grad():
-        approx_kl = ((ratio - 1) - log_ratio).mean()
-        clipfrac = ((ratio - 1).abs() > clip_coef).float().mean()
+        approx_kl = masked_mean((ratio - 1) - log_ratio, active)
+        clipfrac = masked_mean(((ratio - 1).abs() > clip_coef).float(), active)
     return loss, approx_kl, clipfrac
 
 
-def value_loss(new_values, old_values, targets, clip_coef: float, clip_vloss: bool):
-    """0.5 * squared error in normalized units, pessimistic over the clipped update when clip_vloss.
+def value_loss(new_values, old_values, targets, active, clip_coef: float, clip_vloss: bool):
+    """0.5 * squared error in normalized units, pessimistic over the clipped update when clip_vloss, over
+    the active entries (MAPPO's value active masks: no values fitted for dead agents).
     (MAPPO's Huber loss with delta 10 is this same loss for normalized errors below 10.)"""
     unclipped = (new_values - targets) ** 2
     if not clip_vloss:
-        return 0.5 * unclipped.mean()
+        return 0.5 * masked_mean(unclipped, active)
     clipped_values = old_values + (new_values - old_values).clamp(-clip_coef, clip_coef)
-    return 0.5 * torch.max(unclipped, (clipped_values - targets) ** 2).mean()
+    return 0.5 * masked_mean(torch.max(unclipped, (clipped_values - targets) ** 2), active)
 
 
 def pruning_loss(log_confidence: torch.Tensor, mask: torch.Tensor, scale: str = "release") -> torch.Tensor:
@@ -538,6 +547,7 @@ if __name__ == "__main__":
     state_buf = torch.zeros(T, E, envs.state_dim, device=device)
     avail_buf = torch.zeros(T, E, n_agents, envs.n_actions, dtype=torch.bool, device=device)
     hidden_buf = torch.zeros(T, E, n_agents, hidden_dim, device=device)  # GRU state fed into step t
+    active_buf = torch.zeros(T, E, n_agents, device=device)  # 1 where the agent is alive at step t (SMAX deaths)
     episode_start_buf = torch.zeros(T, E, dtype=torch.bool, device=device)
     actions_buf = torch.zeros(T, E, n_agents, dtype=torch.long, device=device)
     log_probs_buf = torch.zeros(T, E, n_agents, device=device)
@@ -553,6 +563,7 @@ if __name__ == "__main__":
     obs, state, avail = as_tensors(*envs.reset())
     hidden = torch.zeros(E, n_agents, hidden_dim, device=device)
     episode_start = torch.ones(E, dtype=torch.bool, device=device)
+    active = torch.ones(E, n_agents, device=device)  # every agent is in a fresh episode
     iteration, next_eval, global_step = checkpoint["loop"] if args.resume else (0, 0, 0)
     if args.resume:  # continue exactly where the checkpoint left off, at the end of a rollout (README: Long runs)
         if iteration >= args.num_iterations:
@@ -561,7 +572,7 @@ if __name__ == "__main__":
             envs = make_vec_env(args.env_id, args.num_envs, args.seed + global_step, **env_kwargs)
             obs, state, avail = as_tensors(*envs.reset())
         else:
-            envs, eval_envs, obs, state, avail, hidden, episode_start = pickle.loads(checkpoint["envs"])
+            envs, eval_envs, obs, state, avail, hidden, episode_start, active = pickle.loads(checkpoint["envs"])
         set_rng_state(checkpoint["rng"])
     run_dir = checkpoint["run_dir"] if args.resume else f"runs/{make_run_name(args.env_id, args.exp_name, args.seed)}"
     writer = make_writer(run_dir, args, args.track, args.wandb_project_name, args.wandb_entity,
@@ -574,7 +585,7 @@ if __name__ == "__main__":
                 "actor": agent.state_dict(), "critic": critic.state_dict(),
                 "value_normalizer": value_normalizer.state_dict(), "optimizer": optimizer.state_dict(),
                 # the envs with their RNGs, and the episodes in progress in them
-                "envs": snapshot((envs, eval_envs, obs, state, avail, hidden, episode_start), args.env_id)}
+                "envs": snapshot((envs, eval_envs, obs, state, avail, hidden, episode_start, active), args.env_id)}
 
     start_time, start_step = time.time(), global_step
     update_seconds, timed_updates = 0.0, 0  # the PPO updates' share of the time (benchmarks/speed.py)
@@ -589,7 +600,7 @@ if __name__ == "__main__":
         for step in range(T):
             global_step += E
             obs_buf[step], state_buf[step], avail_buf[step] = obs, state, avail
-            hidden_buf[step], episode_start_buf[step] = hidden, episode_start
+            hidden_buf[step], episode_start_buf[step], active_buf[step] = hidden, episode_start, active
             with torch.no_grad():
                 logits, hidden, _ = agent(obs.unsqueeze(1), hidden, episode_starts=episode_start.unsqueeze(1))
                 policy = masked_policy(logits[:, 0], avail)  # over (envs, agents)
@@ -612,6 +623,7 @@ if __name__ == "__main__":
                     writer.add_scalar("charts/win_rate", float(info["win"][env_index]), global_step)
             obs, state, avail = as_tensors(next_obs, next_state, next_avail)
             episode_start = torch.as_tensor(done, device=device)
+            active = torch.as_tensor(info["active"], dtype=torch.float32, device=device)
 
         update_start = time.perf_counter()
         with torch.no_grad():
@@ -626,7 +638,8 @@ if __name__ == "__main__":
         # training sequences: (chunks, chunk_length, ...), each starting from the GRU state stored at its start
         chunk = {name: to_chunks(buffer, args.chunk_length) for name, buffer in dict(
             obs=obs_buf, state=state_buf, avail=avail_buf, episode_starts=episode_start_buf, actions=actions_buf,
-            log_probs=log_probs_buf, values=values_buf, advantages=advantages, targets=targets).items()}
+            log_probs=log_probs_buf, values=values_buf, advantages=advantages, targets=targets,
+            active=active_buf).items()}
         chunk["hidden"] = to_chunks(hidden_buf, args.chunk_length)[:, 0]
         prune_coef = prune_coef_at(global_step, args)
         minibatch_chunks = args.num_chunks // args.num_minibatches
@@ -637,12 +650,13 @@ if __name__ == "__main__":
                 mb = {name: tensor[order[start : start + minibatch_chunks]] for name, tensor in chunk.items()}
                 logits, _, log_confidence = agent(mb["obs"], mb["hidden"], episode_starts=mb["episode_starts"])
                 policy = masked_policy(logits, mb["avail"])  # over (chunks, chunk_length, agents)
-                mb_advantages = mb["advantages"]
-                if args.norm_adv:
-                    mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+                mb_advantages, mb_active = mb["advantages"], mb["active"]  # (chunks, chunk_length, agents)
+                if args.norm_adv:  # statistics of the living agents' advantages, as MAPPO's
+                    living = mb_advantages[mb_active.bool()]
+                    mb_advantages = (mb_advantages - living.mean()) / (living.std() + 1e-8)
                 policy_loss, approx_kl, clipfrac = ppo_policy_loss(
-                    policy.log_prob(mb["actions"]), mb["log_probs"], mb_advantages, args.clip_coef)
-                entropy = policy.entropy().mean()
+                    policy.log_prob(mb["actions"]), mb["log_probs"], mb_advantages, mb_active, args.clip_coef)
+                entropy = masked_mean(policy.entropy(), mb_active)
                 actor_loss = policy_loss - args.ent_coef * entropy
                 if log_confidence is not None:
                     # CADP Eq. 3: the pruning loss pulls each agent's confidence onto itself
@@ -650,7 +664,8 @@ if __name__ == "__main__":
                     prune_loss = pruning_loss(log_confidence, every_step, args.prune_loss_scale)
                     actor_loss = actor_loss + prune_coef * prune_loss
                 new_values = critic(mb["state"], mb["obs"])
-                v_loss = value_loss(new_values, mb["values"], mb["targets"], args.clip_coef, args.clip_vloss)
+                v_loss = value_loss(new_values, mb["values"], mb["targets"], mb_active, args.clip_coef,
+                                    args.clip_vloss)
 
                 optimizer.zero_grad()
                 (actor_loss + args.vf_coef * v_loss).backward()

@@ -31,7 +31,7 @@ Every adapter is a ``MultiAgentEnv``::
 * state is the env's own global state when it has one (PettingZoo ``state()``), else the
   concatenation of all agents' padded observations.
 * An agent that leaves a PettingZoo episode early (death) gets zero observations and only
-  action 0 available.
+  action 0 available; step's info["active"] (N,) bool says which agents are still in the episode.
 * episode_limit is the env's own step limit, else DEFAULT_EPISODE_LIMIT; an adapter always
   truncates at episode_limit, so replay buffers sized by it never overflow.
 
@@ -54,7 +54,9 @@ env_kwargs=None)`` (env_kwargs: passed to make_env, i.e. the env's constructor) 
 * A finished env is reset inside step(): the returned arrays start its new episode, and info
   holds the finished episode's last step: final_obs, final_state, final_avail (equal to the
   returned arrays where not done), episode_return (E,) float32 and episode_length (E,) int64
-  (0 where not done), and win (E,) bool when has_win.
+  (0 where not done), win (E,) bool when has_win, and active (E, N) bool: the agents in their
+  episode at the returned step (False for one that died and waits for the episode's end; all True
+  at a reset, and always on envs whose agents cannot leave).
 * The last-action one-hot is the action each agent took at the previous step: zeros at the
   first step of an episode; final_obs carries the actions just taken.
 * Unavailable actions raise ValueError (LBF would silently turn them into no-ops).
@@ -295,7 +297,9 @@ class PettingZooEnv(MultiAgentEnv):
             if gone:
                 avail[i] = self._only_noop
         obs = self._pad_obs(per_agent)
-        return obs, self._state(obs), avail, float(sum(rewards.values())), terminated, truncated, {}
+        active = np.array([agent is not None for agent in per_agent])
+        return (obs, self._state(obs), avail, float(sum(rewards.values())), terminated, truncated,
+                {"active": active})
 
     def close(self):
         self.env.close()
@@ -558,10 +562,13 @@ class VecMultiAgentEnv:
         terminated = np.zeros(self.num_envs, bool)
         truncated = np.zeros(self.num_envs, bool)
         win = np.zeros(self.num_envs, bool)
+        active = np.ones((self.num_envs, self.n_agents), bool)
         for e, env in enumerate(self.envs):
             obs, state, avail, r, term, trunc, env_info = env.step(actions[e])
             self._obs[e, :, :d], self._state[e], self._avail[e] = obs, state, avail
             reward[e], terminated[e], truncated[e] = r, term, trunc
+            if "active" in env_info and not (term or trunc):  # a reset below brings every agent back
+                active[e] = env_info["active"]
             self._return[e] += r  # summed in float64 from the env's own rewards
             if self.has_win:
                 win[e] = env_info.get("win", False)
@@ -577,7 +584,7 @@ class VecMultiAgentEnv:
         for e in np.flatnonzero(terminated | truncated):
             episode_return[e], episode_length[e] = self._return[e], self._length[e]
             self._write_reset(e, None)
-        info["episode_return"], info["episode_length"] = episode_return, episode_length
+        info["episode_return"], info["episode_length"], info["active"] = episode_return, episode_length, active
         if self.has_win:
             info["win"] = win
         return self._obs.copy(), self._state.copy(), self._avail.copy(), reward, terminated, truncated, info

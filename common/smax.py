@@ -18,6 +18,7 @@ module docstring of common/envs.py gives for ``VecMultiAgentEnv`` (``env_kwargs`
 * reward: the allies' team reward, one scalar shared by all of them (used as is, not summed):
   the enemies' health lost this step as a fraction of their team's, plus 1.0 for a won battle;
 * win: every enemy dead while an ally lives (the condition of SMAX's won-battle bonus);
+  active (info): the allies alive at the returned step (a dead ally's only action is stop);
   terminated: one side is all dead; truncated: the step limit (``episode_limit`` = SMAX's
   ``max_steps``, 100) ran out, after exactly that many steps (SMAX itself would play one more).
 
@@ -101,8 +102,9 @@ def _smax_functions(map_name: str, agent_id_feature: bool, last_action_feature: 
         _, reset_state, fresh = reset(reset_key)
         state = jax.tree.map(lambda r, s: jnp.where(done, r, s), reset_state, state)
         current = jax.tree.map(lambda r, f: jnp.where(done, r, f), fresh, final)
+        active = state.state.unit_alive[:n]  # of the returned (current) step: all alive after a reset
         return (key, state, current, final, rewards[env.agents[0]], terminated, done & ~terminated,
-                enemies_dead & ~allies_dead)
+                enemies_dead & ~allies_dead, active)
 
     return env, jax.jit(jax.vmap(reset)), jax.jit(jax.vmap(step))
 
@@ -151,11 +153,11 @@ class SMAXVecEnv:
         if self._states is None:
             raise RuntimeError("call reset() before step()")
         actions = checked_actions(actions, self._avail)
-        self._keys, self._states, current, final, reward, terminated, truncated, win = self._step_fn(
+        self._keys, self._states, current, final, reward, terminated, truncated, win, active = self._step_fn(
             self._keys, self._states, jnp.asarray(actions, jnp.int32))
         obs, state, self._avail = _to_numpy(current)
         final_obs, final_state, final_avail = _to_numpy(final)
-        reward, terminated, truncated, win = _to_numpy((reward, terminated, truncated, win))
+        reward, terminated, truncated, win, active = _to_numpy((reward, terminated, truncated, win, active))
 
         self._return += reward  # summed in float64, as VecMultiAgentEnv does
         self._length += 1
@@ -164,7 +166,8 @@ class SMAXVecEnv:
         episode_length = np.where(done, self._length, 0)
         self._return[done], self._length[done] = 0.0, 0
         info = {"final_obs": final_obs, "final_state": final_state, "final_avail": final_avail,
-                "episode_return": episode_return, "episode_length": episode_length, "win": win}
+                "episode_return": episode_return, "episode_length": episode_length, "win": win,
+                "active": active}
         return obs, state, self._avail.copy(), reward, terminated, truncated, info
 
     def close(self) -> None:

@@ -10,7 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cadp_mappo import Args, CADPAgent, ValueNormalizer, compute_gae, masked_policy, ppo_policy_loss, to_chunks
+from cadp_mappo import (Args, CADPAgent, ValueNormalizer, compute_gae, masked_policy, ppo_policy_loss, to_chunks,
+                        value_loss)
 from script_runner import final_returns, run_script
 
 
@@ -94,15 +95,42 @@ def test_masked_actions_are_never_sampled_and_entropy_stays_finite(seed):
 def test_ppo_loss_follows_the_advantage():
     advantages = torch.tensor([1.0, -1.0])
     new_log_probs = torch.zeros(2, requires_grad=True)
-    loss, approx_kl, clipfrac = ppo_policy_loss(new_log_probs, torch.zeros(2), advantages, 0.2)
+    loss, approx_kl, clipfrac = ppo_policy_loss(new_log_probs, torch.zeros(2), advantages, torch.ones(2), 0.2)
     loss.backward()
     # descending the loss raises the probability of the positive-advantage action, lowers the other
     assert new_log_probs.grad[0] < 0 < new_log_probs.grad[1]
     assert approx_kl.item() == 0.0 and clipfrac.item() == 0.0
     # once the ratio leaves [1 - clip, 1 + clip] in the advantage's direction, the gradient stops
     moved = torch.tensor([0.5, -0.5], requires_grad=True)
-    ppo_policy_loss(moved, torch.zeros(2), advantages, 0.2)[0].backward()
+    ppo_policy_loss(moved, torch.zeros(2), advantages, torch.ones(2), 0.2)[0].backward()
     assert (moved.grad == 0).all()
+
+
+def test_dead_agents_leave_the_ppo_losses():
+    """MAPPO's active masks: an agent dead at a step (SMAX) adds nothing to the policy and value losses,
+    which equal those of the living agents' entries alone."""
+    generator = torch.Generator().manual_seed(0)
+    shape = (4, 5, 3)  # (chunks, chunk_length, agents)
+    new, old, advantages, new_values, old_values, targets = (torch.randn(shape, generator=generator)
+                                                             for _ in range(6))
+    active = torch.ones(shape)
+    active[:, 2:, 1] = 0.0  # agent 1 dies at step 2 of every chunk
+    living = active.bool()
+    new.requires_grad_(True)
+    loss, approx_kl, clipfrac = ppo_policy_loss(new, old, advantages, active, 0.2)
+    alone = ppo_policy_loss(new[living], old[living], advantages[living], torch.ones(int(living.sum())), 0.2)
+    for got, expected in zip((loss, approx_kl, clipfrac), alone):
+        torch.testing.assert_close(got, expected)
+    loss.backward()
+    assert (new.grad[~living] == 0).all() and new.grad[living].abs().sum() > 0
+    # whatever the dead agent's entries hold, the losses do not move
+    noisy_advantages, noisy_targets = advantages.clone(), targets.clone()
+    noisy_advantages[~living], noisy_targets[~living] = 1e3, -1e3
+    torch.testing.assert_close(ppo_policy_loss(new, old, noisy_advantages, active, 0.2)[0], loss)
+    for clip_vloss in (True, False):
+        expected = value_loss(new_values[living], old_values[living], targets[living], torch.ones(int(living.sum())),
+                              0.2, clip_vloss)
+        torch.testing.assert_close(value_loss(new_values, old_values, noisy_targets, active, 0.2, clip_vloss), expected)
 
 
 def test_hidden_state_resets_where_an_episode_starts():

@@ -258,16 +258,29 @@ def test_dead_agent_gets_zero_obs_and_only_noop(fake_pettingzoo):
     assert avail.all()
     obs, state, avail, reward, terminated, truncated, _ = env.step(np.array([1, 2, 0]))
     assert reward == 3.0 and not (terminated or truncated)
-    obs, state, avail, reward, terminated, truncated, _ = env.step(np.array([1, 2, 0]))  # b dies
+    obs, state, avail, reward, terminated, truncated, info = env.step(np.array([1, 2, 0]))  # b dies
     assert not obs[1].any() and obs[0].any() and not state[2:4].any()
     np.testing.assert_array_equal(avail[1], [1, 0, 0])
     assert avail[[0, 2]].all()
+    np.testing.assert_array_equal(info["active"], [True, False, True])  # MAPPO's active mask
     obs, _, avail, reward, terminated, truncated, _ = env.step(np.array([1, 2, 0]))  # b's action ignored
     assert reward == 2.0 and not obs[1].any() and not terminated
     *_, terminated, truncated, _ = env.step(np.array([1, 0, 0]))
     assert terminated and not truncated
     with pytest.raises(RuntimeError, match="reset"):
         env.step(np.zeros(3, int))
+
+
+def test_vec_active_marks_the_dead_until_the_reset(fake_pettingzoo):
+    vec = VecMultiAgentEnv("fakezoo:dying_v0", 2, seed=0)
+    vec.reset()
+    actives = [vec.step(np.zeros((2, 3), int))[6]["active"] for _ in range(5)]
+    alive, b_dead = np.ones((2, 3), bool), np.array([[True, False, True]] * 2)
+    for got, expected in zip(actives, [alive, b_dead, b_dead, alive, alive]):  # step 4 ends it: a new episode
+        np.testing.assert_array_equal(got, expected)
+    lbf = VecMultiAgentEnv("lbforaging:Foraging-5x5-2p-1f-v3", 2, seed=0)
+    _, _, avail = lbf.reset()
+    assert lbf.step(random_actions(np.random.default_rng(0), avail))[6]["active"].all()  # no deaths in LBF
 
 
 def test_vec_pettingzoo_auto_resets_at_max_cycles():

@@ -96,6 +96,8 @@ def test_masks_follow_the_units_alive_and_in_range():
     saw_attack = saw_dead = False
     for _ in range(60):
         _, state, avail, _, _, _, info = vec.step(random_actions(rng, avail))
+        # active: the allies alive at the returned step (all of them where a new episode began)
+        np.testing.assert_array_equal(info["active"], units(vec, state)[:, : vec.n_agents, 0] > 0)
         final_units, final_avail = units(vec, info["final_state"]), info["final_avail"]
         ally_alive = final_units[:, : vec.n_agents, 0] > 0  # (E, N)
         enemy_alive = final_units[:, vec.n_agents:, 0] > 0
