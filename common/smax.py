@@ -1,7 +1,8 @@
 """SMAX, JaxMARL's JAX re-implementation of SMAC maps, behind ``VecMultiAgentEnv``'s interface.
 
 Env ids ``smax:<map>``: ``smax:3m``, ``smax:2s3z``, ``smax:5m_vs_6m``, ``smax:3s5z_vs_3s6z``, ...,
-every map of the installed jaxmarl (``smax_maps()``; SMAX has no ``corridor``). Needs the optional
+every map of the installed jaxmarl (``smax_maps()``), plus ``smax:6z_vs_24zg``: SMAC corridor's armies,
+6 zealots against 24 zerglings, on SMAX's open ground (SMAX has no terrain, so no corridor). Needs the optional
 extra: ``pip install --no-deps -r requirements-smax.txt``. The allies are the learners; the enemies
 play SMAX's heuristic (``HeuristicEnemySMAX``: each enemy attacks the closest ally), in the role of
 SMAC's built-in AI.
@@ -43,12 +44,18 @@ _streams = sys.stdout, sys.stderr
 try:
     import jax
     import jax.numpy as jnp
-    from jaxmarl.environments.smax import HeuristicEnemySMAX, map_name_to_scenario
+    from jaxmarl.environments.smax import HeuristicEnemySMAX, Scenario, map_name_to_scenario, register_scenario
     from jaxmarl.environments.smax.smax_env import MAP_NAME_TO_SCENARIO
 except ModuleNotFoundError as error:
     _MISSING = (error.name or "jaxmarl").split(".")[0]
 else:
     _MISSING = None
+    # unit types in SMAX's order: 0 marine, 1 marauder, 2 stalker, 3 zealot, 4 zergling, 5 hydralisk;
+    # allies first, then enemies; no SMACv2 random positions or types
+    ZEALOT, ZERGLING = 3, 4
+    if "6z_vs_24zg" not in MAP_NAME_TO_SCENARIO:
+        register_scenario("6z_vs_24zg", Scenario(jnp.array([ZEALOT] * 6 + [ZERGLING] * 24, jnp.uint8), 6, 24,
+                                                 False, False))
 finally:
     # importing jaxmarl probes for brax with sys.stdout/stderr pointed at devnull, then sets them
     # to the process's own streams: that would drop any redirection (pytest's, a notebook's)

@@ -280,3 +280,19 @@ def test_script_trains_on_smax_and_logs_win_rates(script, tmp_path: Path):
     for mode in ("centralized", "decentralized"):
         rates = [event.value for event in accumulator.Scalars(f"eval/{mode}_win_rate")]
         assert len(rates) >= 2 and all(0.0 <= rate <= 1.0 for rate in rates)
+
+
+@needs_smax
+def test_corridor_armies_6z_vs_24zg():
+    """SMAC corridor's armies on open ground: 6 zealots (ours) against 24 zerglings."""
+    vec = smax("smax:6z_vs_24zg", num_envs=2, features=False)
+    assert (vec.n_agents, vec.n_actions) == (6, 5 + 24)
+    _, state, avail = vec.reset()
+    unit_types = state[:, -30:]  # world state ends with each unit's type id
+    np.testing.assert_array_equal(unit_types, [[3] * 6 + [4] * 24] * 2)  # 3 zealot, 4 zergling
+    rng, ended = np.random.default_rng(0), 0
+    for _ in range(vec.episode_limit):
+        _, _, avail, _, terminated, truncated, _ = vec.step(random_actions(rng, avail))
+        ended += int((terminated | truncated).sum())
+    assert ended >= 2  # every episode ends within the step limit
+    assert "6z_vs_24zg" in common.smax.smax_maps()
