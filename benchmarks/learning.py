@@ -3,8 +3,9 @@
 A study is a grid of jobs: env ids x scripts x seeds x {advice, no advice}, plus runs of the peer
 implementation (pymarlzooplus, through benchmarks/peer.py). An ablation study (`ablation`) has arms
 instead of {advice, no advice}: a label and the script's flags each (ABLATION_ARMS). Each job trains
-as a subprocess in its own directory, benchmarks/runs/{study}/{job}/ (one torch thread, no
-checkpoints, output in log.txt). After each job, the TensorBoard scalars of every finished job go
+as a subprocess in its own directory, benchmarks/runs/{study}/{job}/ (one torch thread, output in
+log.txt; no checkpoints, except in a study with a checkpoint_interval, such as `smax`, whose interrupted
+jobs continue from their newest checkpoint when the study runs again). After each job, the TensorBoard scalars of every finished job go
 into one CSV, benchmarks/results/learning_{study}.csv, listed with their signatures in a manifest
 beside it, learning_{study}.jobs.json, and benchmarks/plot.py redraws the curves and the table. A
 job is finished when its job directory or the manifest says so, with its current signature: a
@@ -105,6 +106,24 @@ ABLATION_SMAX = "smax:2s3z"
 # the scripts' default, explicit in every job: plot.py reads each run's breakpoint off its flags
 ABLATION_PRUNE_START = "0.67"
 
+# The paper's SMAC experiment on SMAX (`--study smax`), with the release's schedules: epsilon over 50k
+# steps on 5m_vs_6m and 500k on 3s5z_vs_3s6z; pruning from 700k of 1.05M and 3M of 4M steps for QMIX and
+# VDN; MAPPO as the release's 5m_vs_6m script (10M steps, pruning from 6M, clip 0.05, 10 epochs).
+# Checkpoints every SMAX_CHECKPOINT_INTERVAL steps, so an interrupted run continues where it stopped.
+SMAX_5M = "smax:5m_vs_6m"
+SMAX_3S5Z = "smax:3s5z_vs_3s6z"
+SMAX_Q_5M = Budget(total_timesteps=1_050_000, eval_interval=20_000, eval_episodes=32,
+                   flags=("--exploration-steps", "50000", "--prune-start-fraction", "0.6667"))
+SMAX_Q_3S5Z = Budget(total_timesteps=4_000_000, eval_interval=50_000, eval_episodes=32,
+                     flags=("--exploration-steps", "500000", "--prune-start-fraction", "0.75"))
+SMAX_PPO_5M = Budget(total_timesteps=10_000_000, eval_interval=100_000, eval_episodes=32,
+                     flags=("--prune-start-fraction", "0.6", "--clip-coef", "0.05", "--update-epochs", "10"))
+SMAX_BUDGETS: dict[tuple[str, str], Budget] = {
+    ("cadp_qmix", SMAX_5M): SMAX_Q_5M, ("cadp_vdn", SMAX_5M): SMAX_Q_5M, ("cadp_qmix", SMAX_3S5Z): SMAX_Q_3S5Z,
+    ("cadp_mappo", SMAX_5M): SMAX_PPO_5M,
+}
+SMAX_CHECKPOINT_INTERVAL = 50_000
+
 
 @dataclass(frozen=True)
 class Arm:
@@ -134,7 +153,10 @@ class Study:
     seeds: tuple[int, ...] = (1, 2, 3)
     peers: tuple[str, ...] = ()  # algos of benchmarks/peer.py: "qmix", "vdn", "mappo"
     arms: tuple[Arm, ...] = ()  # an ablation: these arms instead of {advice, no advice}, run in the table's order
-    budgets: dict[tuple[str, str], Budget] | None = None  # instead of BUDGETS
+    budgets: dict[tuple[str, str], Budget] | None = None  # instead of BUDGETS; keys (script, env id or family)
+    # instead of the grid: (env id, script, seeds) in the order to run them, each seed with and without advice
+    plan: tuple[tuple[str, str, tuple[int, ...]], ...] = ()
+    checkpoint_interval: int = 0  # > 0: the jobs checkpoint, and a rerun continues an interrupted one
 
 
 STUDIES: dict[str, Study] = {
@@ -145,6 +167,12 @@ STUDIES: dict[str, Study] = {
     "smoke": Study(env_ids=("matrix:two_step",), seeds=(1,)),  # seconds per job: for tests
     "ablation": Study(env_ids=(ABLATION_LBF, ABLATION_SMAX), scripts=("cadp_qmix", "cadp_mappo"),
                       seeds=(1, 2, 3, 4, 5), arms=ABLATION_ARMS, budgets=ABLATION_BUDGETS),
+    # the paper's items in order (issue order: 5m_vs_6m QMIX, VDN, 3s5z_vs_3s6z QMIX, MAPPO), 3 seeds
+    # each, then QMIX's seeds 4 and 5 on 5m_vs_6m
+    "smax": Study(env_ids=(SMAX_5M, SMAX_3S5Z), budgets=SMAX_BUDGETS, checkpoint_interval=SMAX_CHECKPOINT_INTERVAL,
+                  plan=((SMAX_5M, "cadp_qmix", (1, 2, 3)), (SMAX_5M, "cadp_vdn", (1, 2, 3)),
+                        (SMAX_3S5Z, "cadp_qmix", (1, 2, 3)), (SMAX_5M, "cadp_mappo", (1, 2, 3)),
+                        (SMAX_5M, "cadp_qmix", (4, 5)))),
     "ablation-smoke": Study(env_ids=("matrix:two_step",), scripts=("cadp_qmix", "cadp_mappo"), seeds=(1,),
                             arms=tuple(arm for arm in ABLATION_ARMS if arm.suffix in ("rnn", "post_gru"))),  # for tests
 }
@@ -153,6 +181,9 @@ STUDIES: dict[str, Study] = {
 # only for ordering the jobs (longest first) and the dry run's estimate. Peers: assumed as the plain ones.
 ROUGH_SPS = {"cadp_qmix": 800, "cadp_vdn": 800, "cadp_mappo": 3_100,
              "qmix": 1_300, "vdn": 1_300, "mappo": 4_800, "peer_qmix": 1_300, "peer_vdn": 1_300, "peer_mappo": 4_800}
+# SMAX 5m_vs_6m (a 1.05M-step CADP-QMIX run took about two hours on one core, plain QMIX about half); MAPPO
+# there: not measured yet, the LBF figure above
+ROUGH_SPS_SMAX = {"cadp_qmix": 145, "cadp_vdn": 145, "qmix": 290, "vdn": 290}
 # besides every eval/ tag; the last three are logged by advice runs (pruning) and on envs with wins
 KEPT_TAGS = ("charts/episodic_return", "charts/SPS", "charts/self_attention_weight", "charts/prune_coef",
              "charts/win_rate")
@@ -171,6 +202,7 @@ class Job:
     seed: int
     budget: Budget
     arm_flags: tuple[str, ...] = ()  # an ablation arm's flags, after the budget's
+    checkpoint_interval: int = 0  # > 0: periodic checkpoints, from which a rerun continues an interrupted job
 
     @property
     def name(self) -> str:
@@ -181,7 +213,7 @@ class Job:
         b = self.budget
         return ["--env-id", self.env_id, "--seed", str(self.seed), "--total-timesteps", str(b.total_timesteps),
                 "--eval-interval", str(b.eval_interval), "--eval-episodes", str(b.eval_episodes),
-                "--torch-threads", "1", "--checkpoint-interval", "0",
+                "--torch-threads", "1", "--checkpoint-interval", str(self.checkpoint_interval),
                 *([] if self.advice else ["--no-advice"]), *b.flags, *self.arm_flags]
 
     def signature(self) -> str:
@@ -193,7 +225,8 @@ class Job:
         return json.dumps([f"{self.script}.py", *self.flags()])
 
     def rough_seconds(self) -> float:
-        return self.budget.total_timesteps / ROUGH_SPS.get(self.algo, ROUGH_SPS.get(self.script, 1_000))
+        speeds = {**ROUGH_SPS, **ROUGH_SPS_SMAX} if env_family(self.env_id) == "smax" else ROUGH_SPS
+        return self.budget.total_timesteps / speeds.get(self.algo, speeds.get(self.script, 1_000))
 
 
 def job_name(env_id: str, algo: str, seed) -> str:
@@ -202,6 +235,23 @@ def job_name(env_id: str, algo: str, seed) -> str:
 
 def env_family(env_id: str) -> str:
     return env_id.partition(":")[0]
+
+
+def budget_of(study: Study, script: str, env_id: str) -> Budget:
+    budgets = study.budgets or BUDGETS
+    return budgets.get((script, env_id)) or budgets[script, env_family(env_id)]
+
+
+def expand_plan(study_name: str, study: Study, seeds=None) -> list[Job]:
+    """A planned study's jobs, in its order: each item's seeds (or `seeds`), advice on then off."""
+    jobs = []
+    for env_id, script, plan_seeds in study.plan:
+        for seed in seeds or plan_seeds:
+            for advice in (True, False):
+                jobs.append(Job(study_name, env_id, script, script if advice else script.removeprefix("cadp_"),
+                                advice, seed, budget_of(study, script, env_id),
+                                checkpoint_interval=study.checkpoint_interval))
+    return list(dict.fromkeys(jobs))  # --seeds: an item's seeds once
 
 
 def expand_arms(study_name: str, study: Study, seeds) -> list[Job]:
@@ -215,7 +265,7 @@ def expand_arms(study_name: str, study: Study, seeds) -> list[Job]:
                     flags = arm.flags if "--prune-start-fraction" in arm.flags else \
                         (*arm.flags, "--prune-start-fraction", ABLATION_PRUNE_START)
                     jobs.append(Job(study_name, env_id, script, arm.label(script), arm.advice, seed,
-                                    (study.budgets or BUDGETS)[script, env_family(env_id)], flags))
+                                    budget_of(study, script, env_id), flags))
     return jobs
 
 
@@ -224,12 +274,14 @@ def expand(study_name: str, seeds=None, total_timesteps=None, only=None) -> list
     study = STUDIES[study_name]
     if study.arms:
         jobs = expand_arms(study_name, study, seeds or study.seeds)
+    elif study.plan:
+        jobs = expand_plan(study_name, study, seeds)
     else:
         jobs = []
         for env_id in study.env_ids:
             for seed in seeds or study.seeds:
                 for script in study.scripts:
-                    budget = (study.budgets or BUDGETS)[script, env_family(env_id)]
+                    budget = budget_of(study, script, env_id)
                     for advice in (True, False):
                         algo = script if advice else script.removeprefix("cadp_")
                         jobs.append(Job(study_name, env_id, script, algo, advice, seed, budget))
@@ -268,15 +320,39 @@ def read_scalars(run_dir: Path) -> list[tuple[str, int, float, float]]:
     return rows
 
 
-def _train_script(job: Job, job_dir: Path, log_path: Path, root: Path) -> Path:
-    command = [sys.executable, str(root / f"{job.script}.py"), *job.flags()]
-    with open(log_path, "w") as log:
-        log.write(f"$ python {job.script}.py {' '.join(job.flags())}\n")
+def resumable_run(job: Job, job_dir: Path) -> str | None:
+    """The run directory (relative to job_dir) of an interrupted run of this job that left a periodic
+    checkpoint, when the job checkpoints and the directory was started with the job's current signature."""
+    try:
+        if job.script == PEER or job.checkpoint_interval <= 0 or (job_dir / "signature").read_text() != job.signature():
+            return None
+    except OSError:
+        return None
+    runs = sorted(path for path in (job_dir / "runs").glob("*") if path.is_dir())
+    if len(runs) == 1 and any((runs[0] / "checkpoints").glob("*.cadp_model")):
+        return str(runs[0].relative_to(job_dir))
+    return None
+
+
+def start_job_dir(job: Job, job_dir: Path) -> None:
+    """An empty job directory that knows which job it is for (resumable_run checks it)."""
+    shutil.rmtree(job_dir, ignore_errors=True)
+    job_dir.mkdir(parents=True)
+    (job_dir / "signature").write_text(job.signature())
+
+
+def _train_script(job: Job, job_dir: Path, log_path: Path, root: Path, resume_from: str | None) -> Path:
+    # resumed: the same flags, which override the checkpoint's own (equal) ones; the script's
+    # --resume takes a run directory and continues from its newest checkpoint
+    flags = [*job.flags(), *(["--resume", resume_from] if resume_from else [])]
+    command = [sys.executable, str(root / f"{job.script}.py"), *flags]
+    with open(log_path, "a" if resume_from else "w") as log:
+        log.write(f"$ python {job.script}.py {' '.join(flags)}\n")
         log.flush()
         code = subprocess.run(command, check=False, cwd=job_dir, stdout=log, stderr=subprocess.STDOUT).returncode
     if code != 0:
         raise RuntimeError(f"exit code {code}")
-    if "final eval after" not in log_path.read_text(errors="replace"):
+    if "final eval after" not in log_path.read_text(errors="replace").rpartition("$ python")[2]:
         raise RuntimeError("exit code 0 without the final evaluation (stopped by a signal?)")
     run_dirs = sorted(path for path in (job_dir / "runs").iterdir() if path.is_dir())
     if len(run_dirs) != 1:
@@ -303,20 +379,22 @@ def _train_peer(job: Job, job_dir: Path, log_path: Path) -> Path:
 
 
 def run_job(job: Job, job_dir: str | None = None, root: str | None = None) -> dict:
-    """Train one job in job_dir (emptied first; None: a temporary directory, removed after) with the
-    scripts of `root` (None: the current directory, as in a Ray task with a working_dir). Returns
-    {"ok", "error", "rows" (read_scalars), "log" (its text), "seconds"}; never raises."""
+    """Train one job in job_dir (emptied first, unless it holds an interrupted run of the job to
+    resume: resumable_run; None: a temporary directory, removed after) with the scripts of `root`
+    (None: the current directory, as in a Ray task with a working_dir). Returns
+    {"ok", "error", "rows" (read_scalars), "log" (its text), "seconds" (of this call)}; never raises."""
     root_path = Path(root or os.getcwd())
     if str(root_path) not in sys.path:
         sys.path.insert(0, str(root_path))
     scratch = None if job_dir else tempfile.mkdtemp(prefix="cadp-job-")
     path = Path(job_dir or Path(scratch) / job.name)
-    shutil.rmtree(path, ignore_errors=True)
-    path.mkdir(parents=True)
+    resume_from = resumable_run(job, path)
+    if resume_from is None:
+        start_job_dir(job, path)
     log_path, start = path / "log.txt", time.time()
     try:
         run_dir = _train_peer(job, path, log_path) if job.script == PEER else \
-            _train_script(job, path, log_path, root_path)
+            _train_script(job, path, log_path, root_path, resume_from)
         rows, error = read_scalars(run_dir), None
     except Exception as e:  # noqa: BLE001 -- any failure is reported by the driver, with the log's tail
         rows, error = [], f"{type(e).__name__}: {e}"
@@ -514,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
     if not jobs:
         parser.error(f"no job of study {args.study!r} matches --only {args.only!r}")
     job_dirs = {job: args.runs_dir / args.study / job.name for job in all_jobs}
-    if not STUDIES[args.study].arms:  # an ablation keeps its order: a stopped one has balanced arms
+    if not (STUDIES[args.study].arms or STUDIES[args.study].plan):  # those keep their order: a stopped one is balanced
         jobs.sort(key=Job.rough_seconds, reverse=True)  # longest first
     csv_path = args.results_dir / f"learning_{args.study}.csv"
     manifest_path = args.results_dir / f"learning_{args.study}.jobs.json"

@@ -157,6 +157,40 @@ def test_a_run_stopped_by_a_signal_is_not_finished_although_it_exits_0(tmp_path)
     assert not learning.is_finished(job, tmp_path / "job")
 
 
+def test_an_interrupted_job_resumes_from_its_checkpoint(tmp_path):
+    """A job killed mid-run (a machine that went away) continues from its newest periodic checkpoint when
+    the study is rerun, in the same run directory, and ends as a whole run would; a job dir of another
+    signature, or of a job without checkpoints, starts over."""
+    import signal
+    import subprocess
+    import time
+
+    base = learning.expand("smoke", only="cadp_qmix")[0]
+    job = replace(base, budget=replace(base.budget, total_timesteps=4_000, eval_interval=1_000), checkpoint_interval=500)
+    job_dir = tmp_path / "job"
+    learning.start_job_dir(job, job_dir)
+    script = subprocess.Popen([sys.executable, str(learning.ROOT / "cadp_qmix.py"), *job.flags()], cwd=job_dir,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list(job_dir.glob("runs/*/checkpoints/*.cadp_model")) and time.time() < deadline and script.poll() is None:
+        time.sleep(0.05)
+    script.send_signal(signal.SIGKILL)  # no chance to write a last checkpoint
+    script.wait()
+    checkpoints = list(job_dir.glob("runs/*/checkpoints/*.cadp_model"))
+    assert checkpoints and not (job_dir / "done").exists()
+    run_dir = checkpoints[0].parent.parent
+    assert learning.resumable_run(job, job_dir) == str(run_dir.relative_to(job_dir))
+    assert learning.resumable_run(base, job_dir) is None  # another signature
+    assert learning.resumable_run(replace(job, checkpoint_interval=0), job_dir) is None
+
+    result = learning.run_job(job, str(job_dir), str(learning.ROOT))
+    assert result["ok"], result["log"][-2000:]
+    assert f"--resume {run_dir.relative_to(job_dir)}" in result["log"]
+    assert sorted(p.name for p in (job_dir / "runs").iterdir()) == [run_dir.name]  # the same run, continued
+    eval_steps = {step for tag, step, _, _ in result["rows"] if tag == "eval/decentralized_episodic_return"}
+    assert max(eval_steps) >= 4_000 and min(eval_steps) < 1_000  # the run's whole curve, before and after the kill
+
+
 def fake_peer(calls: list) -> types.ModuleType:
     """A stand-in for benchmarks/peer.py: writes a TensorBoard run as the real one does (wall times
     from its own start), and fails for MAPPO's seed 2 after printing a line."""
@@ -289,6 +323,31 @@ ARM_FLAGS = {  # the flags after the budget's, by arm
     "post_gru_eq3": ["--advice-placement", "post-gru", "--prune-loss-scale", "eq3", "--prune-start-fraction", "0.67"],
     "post_gru_noprune": ["--advice-placement", "post-gru", "--prune-start-fraction", "1"],
 }
+
+
+def test_the_smax_study_runs_the_papers_items_in_order_with_the_release_schedules(capsys):
+    jobs = learning.expand("smax")
+    items = [(job.env_id, job.script, job.seed) for job in jobs[::2]]
+    assert items == [("smax:5m_vs_6m", "cadp_qmix", s) for s in (1, 2, 3)] + \
+        [("smax:5m_vs_6m", "cadp_vdn", s) for s in (1, 2, 3)] + [("smax:3s5z_vs_3s6z", "cadp_qmix", s) for s in (1, 2, 3)] + \
+        [("smax:5m_vs_6m", "cadp_mappo", s) for s in (1, 2, 3)] + [("smax:5m_vs_6m", "cadp_qmix", s) for s in (4, 5)]
+    assert [job.advice for job in jobs] == [True, False] * 14 and len({job.name for job in jobs}) == 28
+    def flag(job, name):
+        flags = job.flags()
+        return flags[flags.index(name) + 1]
+    for job in jobs:
+        assert flag(job, "--checkpoint-interval") == "50000"  # so an interrupted run continues
+        steps, epsilon, prune = {("smax:5m_vs_6m", "cadp_qmix"): ("1050000", "50000", "0.6667"),
+                                 ("smax:5m_vs_6m", "cadp_vdn"): ("1050000", "50000", "0.6667"),
+                                 ("smax:3s5z_vs_3s6z", "cadp_qmix"): ("4000000", "500000", "0.75"),
+                                 ("smax:5m_vs_6m", "cadp_mappo"): ("10000000", None, "0.6")}[job.env_id, job.script]
+        assert flag(job, "--total-timesteps") == steps and flag(job, "--prune-start-fraction") == prune
+        assert ("--exploration-steps" in job.flags()) == (epsilon is not None)
+        if epsilon:
+            assert flag(job, "--exploration-steps") == epsilon
+    assert [job.seed for job in learning.expand("smax", seeds=[7])[::2]] == [7] * 4  # one per item's (env, script)
+    assert learning.main(["--study", "smax", "--dry-run", "--runs-dir", "/nonexistent", "--results-dir", "/nonexistent"]) == 0
+    assert "28 jobs: 0 finished, 28 to run" in capsys.readouterr().out
 
 
 def test_the_ablation_expands_to_its_arms_script_by_script_then_seed_by_seed(tmp_path, capsys):
