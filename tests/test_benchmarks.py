@@ -86,7 +86,8 @@ def check_study_csv(path: Path, algos: set[str]) -> list[dict]:
         assert max(int(row["step"]) for row in evals) >= 200 and len(evals) >= 3  # every 100 steps and the end
         assert all(0 <= float(row["value"]) <= 8 for row in evals)  # the two-step game's returns
         walls = [float(row["wall_time_s"]) for row in evals]
-        assert walls == sorted(walls) and 0 <= walls[0] and walls[-1] < 120
+        # seconds since the run's start, not epoch times (a loose bound: loaded machines are slow)
+        assert walls == sorted(walls) and 0 <= walls[0] and walls[-1] < 3600
         if algo == "qmix":  # without advice, CADP(C) and CADP(D) are one network: plot.py shows D only
             centralized = [row for row in mine if row["tag"] == "eval/centralized_episodic_return"]
             assert [(r["step"], r["value"]) for r in centralized] == [(r["step"], r["value"]) for r in evals]
