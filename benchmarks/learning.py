@@ -249,8 +249,7 @@ def expand_plan(study_name: str, study: Study, seeds=None) -> list[Job]:
         for seed in seeds or plan_seeds:
             for advice in (True, False):
                 jobs.append(Job(study_name, env_id, script, script if advice else script.removeprefix("cadp_"),
-                                advice, seed, budget_of(study, script, env_id),
-                                checkpoint_interval=study.checkpoint_interval))
+                                advice, seed, budget_of(study, script, env_id)))
     return list(dict.fromkeys(jobs))  # --seeds: an item's seeds once
 
 
@@ -288,6 +287,9 @@ def expand(study_name: str, seeds=None, total_timesteps=None, only=None) -> list
                 for peer_algo in study.peers:
                     budget = replace(BUDGETS[PEER_COUNTERPART[peer_algo], env_family(env_id)], flags=())
                     jobs.append(Job(study_name, env_id, PEER, f"peer_{peer_algo}", False, seed, budget))
+    if study.checkpoint_interval:  # every kind of study; the peer's runs have no checkpoints
+        jobs = [job if job.script == PEER else replace(job, checkpoint_interval=study.checkpoint_interval)
+                for job in jobs]
     if total_timesteps:
         jobs = [replace(job, budget=replace(job.budget, total_timesteps=total_timesteps)) for job in jobs]
     return [job for job in jobs if only is None or only in job.name]
@@ -324,7 +326,7 @@ def resumable_run(job: Job, job_dir: Path) -> str | None:
     """The run directory (relative to job_dir) of an interrupted run of this job that left a periodic
     checkpoint, when the job checkpoints and the directory was started with the job's current signature."""
     try:
-        if job.script == PEER or job.checkpoint_interval <= 0 or (job_dir / "signature").read_text() != job.signature():
+        if job.checkpoint_interval <= 0 or (job_dir / "signature").read_text() != job.signature():
             return None
     except OSError:
         return None
