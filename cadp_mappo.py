@@ -454,8 +454,10 @@ def evaluate(agent, envs: VecMultiAgentEnv, hidden_dim: int, device, decentraliz
 
 
 class DecentralizedActor(nn.Module):
-    """CADP(D) for deployment: one step of the actor with z_i = v_i. It holds no query or key weights:
-    after pruning, an agent's action depends on its own observation alone."""
+    """CADP(D) for deployment: one step of ONE agent with z_i = v_i, so that each agent runs alone on its own
+    device (the agents share these weights; an agent's id is part of its observation, as
+    decentralized_actor.json's layout says). It holds no query or key weights: after pruning, an agent's
+    action depends on its own observation alone."""
 
     def __init__(self, agent: CADPAgent):
         super().__init__()
@@ -468,14 +470,14 @@ class DecentralizedActor(nn.Module):
         self.policy_head = copy.deepcopy(agent.policy_head)
 
     def forward(self, obs: torch.Tensor, hidden: torch.Tensor, avail: torch.Tensor):
-        """obs (batch, agents, obs_dim), hidden (batch, agents, hidden_dim), avail (batch, agents, actions)
-        bool -> logits (batch, agents, actions) with -inf for unavailable actions, new hidden."""
+        """obs (batch, obs_dim), hidden (batch, hidden_dim), avail (batch, actions) bool ->
+        logits (batch, actions) with -inf for unavailable actions, new hidden (batch, hidden_dim)."""
         advice = None if self.value is None else self.value(obs)  # CADP(D): z_i = v_i
         if self.base is not None:
             inputs = self.base(obs)
         else:
             inputs = obs if advice is None else torch.cat([advice, obs], dim=-1)
-        new_hidden = self.gru(inputs.flatten(0, 1), hidden.flatten(0, 1)).view_as(hidden)
+        new_hidden = self.gru(inputs, hidden)
         features = new_hidden if self.gru_norm is None else self.gru_norm(new_hidden)
         if self.merge is not None:
             features = self.merge(torch.cat([features, F.relu(self.advice_fc(advice))], dim=-1))
@@ -484,14 +486,15 @@ class DecentralizedActor(nn.Module):
 
 def export_decentralized_actor(agent: CADPAgent, envs: VecMultiAgentEnv, hidden_dim: int, run_dir: str) -> str:
     actor = DecentralizedActor(agent).cpu().eval()
-    example = (torch.zeros(2, envs.n_agents, envs.obs_dim), torch.zeros(2, envs.n_agents, hidden_dim),
-               torch.ones(2, envs.n_agents, envs.n_actions, dtype=torch.bool))
+    example = (torch.zeros(2, envs.obs_dim), torch.zeros(2, hidden_dim), torch.ones(2, envs.n_actions, dtype=torch.bool))
     batch = torch.export.Dim("batch")
     program = torch.export.export(actor, example, dynamic_shapes=({0: batch}, {0: batch}, {0: batch}))
     path = os.path.join(run_dir, "decentralized_actor.pt2")
     torch.export.save(program, path)
-    spec = {"n_agents": envs.n_agents, "obs_dim": envs.obs_dim, "n_actions": envs.n_actions,
-            "hidden_dim": hidden_dim, "observation_layout": envs.obs_layout, "outputs": "logits, hidden"}
+    spec = {"env_id": envs.env_id, "n_agents": envs.n_agents, "obs_dim": envs.obs_dim, "n_actions": envs.n_actions,
+            "hidden_dim": hidden_dim, "observation_layout": envs.obs_layout, "action_mask": envs.action_mask,
+            "inputs": "one agent's obs (batch, obs_dim), hidden (batch, hidden_dim), avail (batch, n_actions) bool",
+            "outputs": "logits (batch, n_actions), hidden (batch, hidden_dim)"}
     with open(os.path.join(run_dir, "decentralized_actor.json"), "w") as f:
         json.dump(spec, f, indent=2)
     return path

@@ -14,7 +14,8 @@ an adapter:
 
 Every adapter is a ``MultiAgentEnv``::
 
-    n_agents, obs_dim, state_dim, n_actions, episode_limit, has_win
+    n_agents, obs_dim, state_dim, n_actions, episode_limit, has_win,
+    action_mask (text: where a deployment outside this layer finds avail)
     reset(seed=None) -> obs (n_agents, obs_dim) float32, state (state_dim,) float32,
                         avail (n_agents, n_actions) bool
     step(actions (n_agents,) int) -> obs, state, avail, reward: float, terminated: bool,
@@ -41,7 +42,7 @@ Every adapter is a ``MultiAgentEnv``::
 ``VecMultiAgentEnv(env_id, num_envs, seed, agent_id_feature=False, last_action_feature=False,
 env_kwargs=None)`` (env_kwargs: passed to make_env, i.e. the env's constructor) steps a plain list of such envs with batched arrays (E envs, N agents, A actions)::
 
-    num_envs, n_agents, n_actions, state_dim, episode_limit, has_win, env_obs_dim,
+    num_envs, n_agents, n_actions, state_dim, episode_limit, has_win, action_mask, env_obs_dim,
     obs_dim = env_obs_dim (+ N with agent ids) (+ A with last actions)
     obs_layout = [("env_observation", env_obs_dim), ("agent_id_onehot", N),
                   ("last_action_onehot", A)]   # the features present, in concatenation order
@@ -100,6 +101,9 @@ class MultiAgentEnv:
     n_actions: int
     episode_limit: int
     has_win: bool = False
+    # where a deployment outside this env layer gets the available-action mask (decentralized_actor.json)
+    action_mask: str = ("every action of the agent's own action space is always available (agents with fewer "
+                        "actions than n_actions: the actions beyond theirs are not)")
 
     def reset(self, seed: int | None = None):
         raise NotImplementedError
@@ -217,6 +221,10 @@ class GymnasiumEnv(MultiAgentEnv):
 class LBFEnv(GymnasiumEnv):
     """Level-Based Foraging: the mask and the time limit are only in the env's internals."""
 
+    action_mask = ("LBF's own valid-action sets: action a is available to agent i when Action(a) is in "
+                   "env.unwrapped._valid_actions[env.unwrapped.players[i]], recomputed by every reset and step; "
+                   "LBF silently plays any other action as a no-op, so mask them")
+
     def reset(self, seed=None):
         # LBF places new players away from the previous episode's (never cleared) positions,
         # so a start would depend on how the last episode ended, i.e. on the policy, and
@@ -253,6 +261,9 @@ class RWAREEnv(GymnasiumEnv):
 # PettingZoo parallel envs (mpe2, pettingzoo.sisl, ...)
 class PettingZooEnv(MultiAgentEnv):
     """A PettingZoo ParallelEnv in the fixed agent order of env.possible_agents."""
+
+    action_mask = ("every action of the agent's own action space while the agent is in the episode (in env.agents); "
+                   "one that has left it gets a zero observation and only action 0")
 
     def __init__(self, env, env_id: str, seed: int | None = None):
         self.env, self._seed = env, seed
@@ -350,6 +361,8 @@ MATRIX_GAMES: dict[str, MatrixGame] = {
 
 
 class MatrixGameEnv(MultiAgentEnv):
+    action_mask = "every action is always available"
+
     def __init__(self, name: str):
         if name not in MATRIX_GAMES:
             raise EnvError(f"unknown matrix game {name!r}; available: {', '.join(MATRIX_GAMES)}")
@@ -517,6 +530,7 @@ class VecMultiAgentEnv:
         self.env_id, self.num_envs, self.seed = env_id, num_envs, seed
         self.n_agents, self.n_actions, self.state_dim = first.n_agents, first.n_actions, first.state_dim
         self.episode_limit, self.has_win, self.env_obs_dim = first.episode_limit, first.has_win, first.obs_dim
+        self.action_mask = first.action_mask
         n, a = self.n_agents, self.n_actions
 
         self.obs_layout = feature_layout(self.env_obs_dim, n, a, agent_id_feature, last_action_feature)

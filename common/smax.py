@@ -138,6 +138,8 @@ class SMAXVecEnv:
         self.env_id, self.num_envs, self.seed = env_id, num_envs, seed
         self.n_agents, self.n_actions = env.num_allies, env.action_spaces[env.agents[0]].n
         self.state_dim, self.env_obs_dim, self.episode_limit = env.state_size, env.obs_size, env.max_steps
+        self.action_mask = ("SMAX's env.get_avail_actions(state)[agent]: move 0-3 and stop 4 always, attack 5 + k "
+                            "while enemy k is alive and in range; a dead ally only stop")
         self.obs_layout = feature_layout(self.env_obs_dim, self.n_agents, self.n_actions, agent_id_feature,
                                          last_action_feature)
         self.obs_dim = sum(size for _, size in self.obs_layout)

@@ -245,11 +245,12 @@ def test_decentralized_actor_steps_like_the_decentralized_agent(module, placemen
     avail[0, 1, 2] = False
     with torch.no_grad():
         q_sequence, _, _ = network(obs, torch.zeros(2, 3, 16), decentralized=True)
-        hidden = torch.zeros(2, 3, 16)
+        hidden = [torch.zeros(2, 16) for _ in range(3)]  # each agent steps alone, with its own hidden state
         for t in range(5):
-            q_step, hidden = actor(obs[:, t], hidden, avail)
-            expected = q_sequence[:, t].masked_fill(~avail, -torch.inf)
-            torch.testing.assert_close(q_step, expected)
+            for i in range(3):
+                q_step, hidden[i] = actor(obs[:, t, i], hidden[i], avail[:, i])
+                expected = q_sequence[:, t, i].masked_fill(~avail[:, i], -torch.inf)
+                torch.testing.assert_close(q_step, expected)
 
 
 @pytest.mark.parametrize("module", SCRIPTS)

@@ -103,6 +103,7 @@ def test_training_run_writes_tags_checkpoint_and_a_faithful_exported_actor(scrip
 
     exported = torch.export.load(run_dir / "decentralized_actor.pt2").module()
     assert not any("query" in name or "key" in name for name in exported.state_dict())
+    assert spec["action_mask"].startswith("LBF's own valid-action sets")
     n_agents, hidden_dim = spec["n_agents"], spec["hidden_dim"]
     obs = torch.randn(5, n_agents, spec["obs_dim"])
     hidden = torch.randn(5, n_agents, hidden_dim)
@@ -110,25 +111,64 @@ def test_training_run_writes_tags_checkpoint_and_a_faithful_exported_actor(scrip
     avail[..., 0] = True
     with torch.no_grad():
         expected_q, expected_hidden, _ = agent(obs.unsqueeze(1), hidden, decentralized=True)
-        q, new_hidden = exported(obs, hidden, avail)
+        # each agent alone: only its own observation, hidden state and mask go in
+        steps = [exported(obs[:, i], hidden[:, i], avail[:, i]) for i in range(n_agents)]
+    q, new_hidden = (torch.stack(outputs, dim=1) for outputs in zip(*steps))
     torch.testing.assert_close(q, expected_q[:, 0].masked_fill(~avail, -torch.inf))
     torch.testing.assert_close(new_hidden, expected_hidden)
 
-    # deployed: a fresh interpreter without site-packages, given torch alone, runs the same actor;
-    # each agent's outputs ignore the other agents' observations
-    changed = obs.clone()
-    changed[:, 1:] = torch.randn_like(changed[:, 1:])  # every agent but agent 0
-    torch.save((torch.cat([obs, changed]), torch.cat([hidden, hidden]), torch.cat([avail, avail])), tmp_path / "inputs.pt")
+    # deployed: a fresh interpreter without site-packages, given torch alone, runs the same actor on
+    # agent 0's rows, alone and then in one batch with rows of other agents that it must not mix in
+    changed = torch.randn_like(obs[:, 1])
+    torch.save((torch.cat([obs[:, 0], obs[:, 0], changed]), torch.cat([hidden[:, 0]] * 3),
+                torch.cat([avail[:, 0]] * 3)), tmp_path / "inputs.pt")
     deployed = subprocess.run([sys.executable, "-S", "-E", "-c", DEPLOYED, str(torch_only_site(tmp_path / "site")),
                                str(run_dir / "decentralized_actor.pt2"), "inputs.pt", "outputs.pt"],
                               cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert deployed.returncode == 0, deployed.stderr[-3000:]
     deployed_q, deployed_hidden = torch.load(tmp_path / "outputs.pt")
-    torch.testing.assert_close(deployed_q[:5], q)
-    torch.testing.assert_close(deployed_hidden[:5], new_hidden)
-    torch.testing.assert_close(deployed_q[5:, 0], q[:, 0])
-    torch.testing.assert_close(deployed_hidden[5:, 0], new_hidden[:, 0])
-    assert not torch.allclose(deployed_hidden[5:, 1:], new_hidden[:, 1:])
+    torch.testing.assert_close(deployed_q[:5], q[:, 0])
+    torch.testing.assert_close(deployed_hidden[:5], new_hidden[:, 0])
+    torch.testing.assert_close(deployed_q[5:10], q[:, 0])
+    assert not torch.allclose(deployed_hidden[10:], new_hidden[:, 0])
+
+
+def readme_deployment_example() -> str:
+    """The Python block of README.md that follows its `<!-- deploy-example -->` marker."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    return readme.split("<!-- deploy-example -->\n```python\n", 1)[1].split("\n```", 1)[0]
+
+
+@pytest.mark.filterwarnings("ignore:.*reward returned by `step\\(\\)` must be")  # LBF's per-agent rewards
+@pytest.mark.parametrize("script", list(TINY))
+def test_readme_deployment_example_plays_real_lbf_episodes_as_the_scripts_own_evaluation(script, tmp_path):
+    """README's example drives the exported actor on plain gymnasium LBF, outside our env layer: its
+    episodes must score what the script's greedy CADP(D) evaluation of the same weights scores, and
+    they do only with LBF's available-action mask."""
+    from common.envs import make_vec_env
+
+    module = MODULES[script]
+    args = module.Args()
+    eval_envs = make_vec_env("lbforaging:Foraging-8x8-2p-3f-v3", 32, args.seed + 100_000,
+                             agent_id_feature=args.obs_agent_id, last_action_feature=args.obs_last_action)
+    torch.manual_seed(2)  # untrained weights that collect some food
+    agent = module.CADPAgent(eval_envs.obs_dim, eval_envs.n_actions, args)
+    module.export_decentralized_actor(agent, eval_envs, args.hidden_dim, str(tmp_path))
+    greedy = (True,) if module is cadp_mappo else ()
+    expected = module.evaluate(agent, eval_envs, args.hidden_dim, "cpu", True, *greedy)[0]
+    eval_envs.close()
+    assert expected > 0
+
+    example = readme_deployment_example().replace('"runs/<run_name>"', repr(str(tmp_path)))
+    played = {}
+    exec(compile(example, "README.md (deploy example)", "exec"), played)
+    assert sum(played["returns"]) / len(played["returns"]) == pytest.approx(expected, abs=1e-6)
+
+    unmasked = example.replace("lbf_available(env, i)[None]", "torch.ones(1, n_actions, dtype=torch.bool)")
+    assert unmasked != example
+    played_unmasked = {}
+    exec(compile(unmasked, "README.md (deploy example, unmasked)", "exec"), played_unmasked)
+    assert played_unmasked["returns"] != played["returns"]
 
 
 @pytest.mark.parametrize("script", list(TINY))
