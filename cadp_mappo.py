@@ -6,16 +6,15 @@ observations while training (advice, Eq. 1), a branch beside its own recurrent o
 authors' release; `--advice-placement gru-input`: into the GRU, the abstract's Eq. 2), and
 outputs action logits; a pruning loss (Eq. 3) then drives each agent's attention onto
 itself, so the trained actor runs decentralized: CADP(D) needs only the agent's own
-observation. The critic sees the global state (MAPPO). `grep "# CADP"` lists every line that
-differs from plain recurrent MAPPO (`--no-advice`). Results: README.md.
+observation. The critic sees the global state (MAPPO). `grep -n "# CADP"` marks the paper's
+pieces where they happen (Eq. 1-3, the advice branch, the breakpoint, the C/D evaluation, the pruned
+actor); `--no-advice` is plain recurrent MAPPO through the same code. Results: README.md.
 """
 
 import copy
 import json
 import math
 import os
-import pickle
-import random
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -26,10 +25,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributions import Categorical
 
-from common.checkpoint import (Checkpointer, check_flags, check_memory, env_spec, fail, measure_envs,
-                               parse_args, restore, rng_state, save_atomic, set_rng_state, snapshot)
+from common.checkpoint import check_flags, fail, memory_check
 from common.envs import EnvError, VecMultiAgentEnv, make_vec_env
-from common.logger import Progress, log_confidence_matrix, make_run_name, make_writer, print_eval_table
+from common.logger import log_confidence_matrix
+from common.run import Run
 
 SCRIPT = os.path.basename(__file__)[: -len(".py")]
 
@@ -53,17 +52,15 @@ class Args:
     wandb_entity: str | None = None
     """the wandb entity (team)"""
     save_model: bool = False
-    """save a checkpoint and export the decentralized actor to `runs/{run_name}/`"""
+    """save the weights and export the decentralized actor to `runs/{run_name}/`"""
     checkpoint_interval: int = 100_000
     """environment steps between checkpoints in `runs/{run_name}/checkpoints/`, at rollout ends (0 = none)"""
     keep_checkpoints: int = 3
     """how many of the latest periodic checkpoints to keep"""
     resume: str | None = None
     """continue the run of this checkpoint file or run directory (its latest); flags given override the run's own"""
-    eval_only: bool = False
-    """only evaluate CADP(C) and CADP(D) of `--checkpoint` and print a table"""
-    checkpoint: str | None = None
-    """the checkpoint file or run directory for `--eval-only`"""
+    eval_only: str | None = None
+    """only evaluate CADP(C) and CADP(D) of this checkpoint, saved model or run directory (its newest); print a table"""
 
     # Algorithm
     env_id: str = "lbforaging:Foraging-8x8-2p-3f-v3"
@@ -157,8 +154,6 @@ def validate(args: Args) -> None:
     if args.num_steps % args.chunk_length or args.num_envs * args.num_steps // args.chunk_length % args.num_minibatches:
         fail("--num-steps must be a multiple of --chunk-length, and the chunks "
              "(num_envs * num_steps / chunk_length) a multiple of --num-minibatches")
-    if args.eval_only and not args.checkpoint:
-        fail("--eval-only needs --checkpoint PATH (a checkpoint file or a run directory)")
 
 
 def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
@@ -397,6 +392,7 @@ def value_loss(new_values, old_values, targets, active, clip_coef: float, clip_v
     return 0.5 * masked_mean(torch.max(unclipped, (clipped_values - targets) ** 2), active)
 
 
+# CADP Eq. 3
 def pruning_loss(log_confidence: torch.Tensor, mask: torch.Tensor, scale: str = "release") -> torch.Tensor:
     """CADP Eq. 3, L_p = sum_i KL(e_i || c_i) = sum_i -log c_ii, averaged over the valid (mask == 1) steps.
     `release`: as the authors' release computes it, the mean of KL(e_i || c_i)'s terms over all heads x agents
@@ -410,6 +406,7 @@ def pruning_loss(log_confidence: torch.Tensor, mask: torch.Tensor, scale: str = 
     return (per_step * mask).sum() / mask.sum()
 
 
+# CADP: the breakpoint, after which pruning drives the advice onto each agent itself
 def prune_coef_at(step: int, args: Args) -> float:
     """alpha at `step`: 0 up to the breakpoint (as the release: on once t_env > breakpoint), then
     `prune_coef`, linearly ramped if asked."""
@@ -453,6 +450,7 @@ def evaluate(agent, envs: VecMultiAgentEnv, hidden_dim: int, device, decentraliz
     return returns.mean(), (wins.mean() if envs.has_win else None), (confidence / steps if steps else None)
 
 
+# CADP(D), deployed
 class DecentralizedActor(nn.Module):
     """CADP(D) for deployment: one step of ONE agent with z_i = v_i, so that each agent runs alone on its own
     device (the agents share these weights; an agent's id is part of its observation, as
@@ -501,30 +499,26 @@ def export_decentralized_actor(agent: CADPAgent, envs: VecMultiAgentEnv, hidden_
 
 
 if __name__ == "__main__":
-    args, checkpoint = parse_args(Args, SCRIPT)  # with --resume/--checkpoint: its flags, overridden by those given
-    validate(args)
+    # ---- plumbing: flags (with --resume/--eval-only PATH: that run's, overridden by those given), seeds, device
+    run = Run(Args, SCRIPT, validate)
+    args, device = run.args, run.device
     args.batch_size = args.num_envs * args.num_steps
     args.num_chunks = args.batch_size // args.chunk_length
     args.num_iterations = max(1, args.total_timesteps // args.batch_size)
 
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-    torch.set_num_threads(args.torch_threads)
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
-
     try:
         env_kwargs = dict(agent_id_feature=args.obs_agent_id, last_action_feature=args.obs_last_action)
-        # refuse up front what cannot fit in memory: the rollout with the activations of its update, and the envs
-        probe, env_bytes = measure_envs(lambda n: make_vec_env(args.env_id, n, args.seed, **env_kwargs))
-        # per env step: the stored rollout, its chunked copy, the update's activations (~32 KB on LBF by default)
-        step_bytes = 4 * probe.n_agents * (3 * probe.obs_dim + 44 * args.hidden_dim + 4 * probe.n_actions
-                                           + 8 * args.att_heads * args.att_embed_dim) + 12 * probe.state_dim
-        check_memory({"rollout and update": step_bytes * args.batch_size // args.num_minibatches,
-                      "envs": env_bytes * (args.num_envs + 2 * args.eval_episodes)},
-                     "--num-envs, --num-steps or --eval-episodes (or raise --num-minibatches)")
-        envs = make_vec_env(args.env_id, args.num_envs, args.seed, **env_kwargs)
+
+        # ---- plumbing: refuse up front what cannot fit: the rollout with the activations of its update, the envs
+        def needs(envs, env_bytes):
+            # per env step: the stored rollout, its chunked copy, the update's activations (~32 KB on LBF by default)
+            step_bytes = 4 * envs.n_agents * (3 * envs.obs_dim + 44 * args.hidden_dim + 4 * envs.n_actions
+                                              + 8 * args.att_heads * args.att_embed_dim) + 12 * envs.state_dim
+            return {"rollout and update": step_bytes * args.batch_size // args.num_minibatches,
+                    "envs": env_bytes * (args.num_envs + 2 * args.eval_episodes)}
+
+        fits = memory_check(needs, "--num-envs, --num-steps or --eval-episodes (or raise --num-minibatches)")
+        envs = make_vec_env(args.env_id, args.num_envs, args.seed, **env_kwargs, size_check=fits)
         # C and D play from the same seeds, so their eval episodes start alike
         eval_envs = {mode: make_vec_env(args.env_id, args.eval_episodes, args.seed + 100_000, **env_kwargs)
                      for mode in ("centralized", "decentralized")}
@@ -536,13 +530,12 @@ if __name__ == "__main__":
     critic = Critic(envs.state_dim, envs.obs_dim, n_agents, hidden_dim, args.agent_specific_state).to(device)
     value_normalizer = ValueNormalizer().to(device)
     optimizer = torch.optim.Adam(list(agent.parameters()) + list(critic.parameters()), lr=args.learning_rate, eps=1e-5)
-    if checkpoint is not None:
-        restore(checkpoint, envs, actor=agent, critic=critic, value_normalizer=value_normalizer, optimizer=optimizer)
+    networks = dict(actor=agent, critic=critic, value_normalizer=value_normalizer, optimizer=optimizer)
+    run.restore(envs, networks)  # ---- plumbing: a resumed or evaluated run's weights
     if args.eval_only:
-        results = {mode: evaluate(agent, mode_envs, hidden_dim, device, mode == "decentralized", args.eval_greedy)[:2]
-                   for mode, mode_envs in eval_envs.items()}
-        print_eval_table(results, checkpoint, args.eval_episodes, "greedy" if args.eval_greedy else "sampled")
-        raise SystemExit(0)
+        run.report_eval_only({mode: evaluate(agent, mode_envs, hidden_dim, device, mode == "decentralized",
+                                             args.eval_greedy)[:2] for mode, mode_envs in eval_envs.items()},
+                             "greedy" if args.eval_greedy else "sampled")
 
     # rollout storage, (time, envs, ...); step t holds what the networks saw before action t
     T, E = args.num_steps, args.num_envs
@@ -567,34 +560,22 @@ if __name__ == "__main__":
     hidden = torch.zeros(E, n_agents, hidden_dim, device=device)
     episode_start = torch.ones(E, dtype=torch.bool, device=device)
     active = torch.ones(E, n_agents, device=device)  # every agent is in a fresh episode
-    iteration, next_eval, global_step = checkpoint["loop"] if args.resume else (0, 0, 0)
-    if args.resume:  # continue exactly where the checkpoint left off, at the end of a rollout (README: Long runs)
-        if iteration >= args.num_iterations:
-            fail(f"{checkpoint['path']} is at step {global_step}: the run is complete; a larger --total-timesteps trains on")
-        if checkpoint["envs"] is None:  # the envs could not be pickled: new episodes from a new seed
-            envs = make_vec_env(args.env_id, args.num_envs, args.seed + global_step, **env_kwargs)
-            obs, state, avail = as_tensors(*envs.reset())
-        else:
-            envs, eval_envs, obs, state, avail, hidden, episode_start, active = pickle.loads(checkpoint["envs"])
-        set_rng_state(checkpoint["rng"])
-    run_dir = checkpoint["run_dir"] if args.resume else f"runs/{make_run_name(args.env_id, args.exp_name, args.seed)}"
-    writer = make_writer(run_dir, args, args.track, args.wandb_project_name, args.wandb_entity,
-                         purge_step=global_step + 1 if args.resume else None)
 
-    def checkpoint_state() -> dict:
-        """What a checkpoint holds: everything needed to continue this run as if never stopped."""
-        return {"script": SCRIPT, "env": env_spec(envs), "args": vars(args), "global_step": global_step,
-                "loop": (iteration, next_eval, global_step), "rng": rng_state(),
-                "actor": agent.state_dict(), "critic": critic.state_dict(),
-                "value_normalizer": value_normalizer.state_dict(), "optimizer": optimizer.state_dict(),
-                # the envs with their RNGs, and the episodes in progress in them
-                "envs": snapshot((envs, eval_envs, obs, state, avail, hidden, episode_start, active), args.env_id)}
+    # ---- plumbing: a resumed run continues exactly where its checkpoint left off, at the end of a rollout
+    counters, live = run.resume(dict(iteration=0, next_eval=0, global_step=0),
+                                dict(envs=envs, eval_envs=eval_envs, obs=obs, state=state, avail=avail, hidden=hidden,
+                                     episode_start=episode_start, active=active),
+                                complete=lambda saved: saved["iteration"] >= args.num_iterations)
+    iteration, next_eval, global_step = counters["iteration"], counters["next_eval"], counters["global_step"]
+    if run.resumed and live is None:  # the envs could not be pickled: new episodes from a new seed
+        obs, state, avail = as_tensors(*envs.reset(seed=args.seed + global_step))
+    elif run.resumed:
+        envs, eval_envs, obs, state, avail = live["envs"], live["eval_envs"], live["obs"], live["state"], live["avail"]
+        hidden, episode_start, active = live["hidden"], live["episode_start"], live["active"]
+    run.start(global_step, f"{args.exp_name} {args.env_id}")
+    writer = run.writer
 
-    start_time, start_step = time.time(), global_step
     update_seconds, timed_updates = 0.0, 0  # the PPO updates' share of the time (benchmarks/speed.py)
-    progress = Progress(args.total_timesteps, f"{args.exp_name} {args.env_id}", initial=global_step)
-    checkpointer = Checkpointer(run_dir, args.checkpoint_interval, args.keep_checkpoints, writer, progress,
-                                resumed_step=global_step if args.resume else None)
     for iteration in range(iteration + 1, args.num_iterations + 1):
         if args.anneal_lr:
             for group in optimizer.param_groups:
@@ -619,7 +600,7 @@ if __name__ == "__main__":
                     final_values_buf[step] = value_normalizer.denormalize(critic(final_state, final_obs))
             for env_index in np.flatnonzero(done):
                 episodic_return = float(info["episode_return"][env_index])
-                progress.record_episode(episodic_return)
+                run.progress.record_episode(episodic_return)
                 writer.add_scalar("charts/episodic_return", episodic_return, global_step)
                 writer.add_scalar("charts/episodic_length", info["episode_length"][env_index], global_step)
                 if envs.has_win:
@@ -675,9 +656,8 @@ if __name__ == "__main__":
                 # clipped apart, as MAPPO's two optimizers do: large value gradients must not shrink the policy's
                 grad_norm = nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
                 nn.utils.clip_grad_norm_(critic.parameters(), args.max_grad_norm)
-                checkpointer.check_finite(global_step, policy_loss=policy_loss, value_loss=v_loss, entropy=entropy,
-                                          prune_loss=prune_loss if log_confidence is not None else 0.0,
-                                          grad_norm=grad_norm)
+                run.check_finite(global_step, policy_loss=policy_loss, value_loss=v_loss, entropy=entropy,  # plumbing
+                                 prune_loss=prune_loss if log_confidence is not None else 0.0, grad_norm=grad_norm)
                 optimizer.step()
                 clipfracs.append(clipfrac.item())
             if args.target_kl is not None and approx_kl > args.target_kl:
@@ -696,7 +676,7 @@ if __name__ == "__main__":
         writer.add_scalar("losses/clipfrac", np.mean(clipfracs), global_step)
         writer.add_scalar("losses/explained_variance", explained_variance, global_step)
         writer.add_scalar("losses/grad_norm", grad_norm.item(), global_step)
-        writer.add_scalar("charts/SPS", int((global_step - start_step) / (time.time() - start_time)), global_step)
+        writer.add_scalar("charts/SPS", run.sps(global_step), global_step)
         writer.add_scalar("charts/update_time_ms", 1000 * update_seconds / timed_updates, global_step)
         if log_confidence is not None:
             self_weight = log_confidence.diagonal(dim1=-2, dim2=-1).exp().mean()
@@ -707,7 +687,7 @@ if __name__ == "__main__":
         if global_step >= next_eval or iteration == args.num_iterations:
             next_eval += args.eval_interval
             results = {}
-            for mode, mode_envs in eval_envs.items():
+            for mode, mode_envs in eval_envs.items():  # CADP: both models, C (advice) and D (z_i = v_i)
                 mean_return, win_rate, confidence = evaluate(agent, mode_envs, hidden_dim, device,
                                                              mode == "decentralized", args.eval_greedy)
                 results[mode] = mean_return
@@ -715,24 +695,22 @@ if __name__ == "__main__":
                 if win_rate is not None:
                     writer.add_scalar(f"eval/{mode}_win_rate", win_rate, global_step)
                 if confidence is not None:  # CADP: whom each agent listens to; pruning moves it onto the diagonal
-                    log_confidence_matrix(writer, run_dir, confidence, global_step)
-            progress.write(f"step {global_step}: eval return CADP(C) {results['centralized']:.3f}, "
+                    log_confidence_matrix(writer, run.run_dir, confidence, global_step)
+            run.progress.write(f"step {global_step}: eval return CADP(C) {results['centralized']:.3f}, "
                            f"CADP(D) {results['decentralized']:.3f}")
-        progress.update(global_step, prune_coef=prune_coef)
-        if checkpointer.due(global_step):  # every --checkpoint-interval steps, and on SIGINT/SIGTERM (then exits)
-            checkpointer.save(checkpoint_state(), global_step)
+        run.progress.update(global_step, prune_coef=prune_coef)
+        # ---- plumbing: every --checkpoint-interval steps, and on SIGINT/SIGTERM (then exits): all that
+        # continuing this run exactly needs, by name
+        if run.checkpoint_due(global_step):
+            run.save_checkpoint(global_step, networks, dict(iteration=iteration, next_eval=next_eval),
+                                dict(envs=envs, eval_envs=eval_envs, obs=obs, state=state, avail=avail, hidden=hidden,
+                                     episode_start=episode_start, active=active))
 
-    progress.close()
-    print(f"final eval after {global_step} steps ({time.time() - start_time:.0f} s): "
+    run.progress.close()
+    print(f"final eval after {global_step} steps ({time.time() - run.start_time:.0f} s): "
           f"CADP(C) return {results['centralized']:.3f}, CADP(D) return {results['decentralized']:.3f}")
-
-    if args.save_model:
-        model_path = f"{run_dir}/{args.exp_name}.cadp_model"
-        save_atomic(checkpoint_state(), model_path)
-        actor_path = export_decentralized_actor(agent, envs, hidden_dim, run_dir)
+    if args.save_model:  # ---- plumbing: the weights (torch.load(..., weights_only=True)) and the CADP(D) actor
+        model_path = run.save_model(global_step, envs, dict(actor=agent, critic=critic, value_normalizer=value_normalizer))
+        actor_path = export_decentralized_actor(agent, envs, hidden_dim, run.run_dir)
         print(f"model saved to {model_path}; decentralized actor exported to {actor_path}")
-
-    envs.close()
-    for mode_envs in eval_envs.values():
-        mode_envs.close()
-    writer.close()
+    run.close(envs, eval_envs)

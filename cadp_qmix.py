@@ -6,15 +6,14 @@ observations (advice, Eq. 1), a branch beside its own recurrent one (the authors
 `--advice-placement gru-input` feeds it into the GRU, the extended abstract's Eq. 2); a pruning
 loss (Eq. 3) then drives each agent's attention onto itself, so the trained network runs
 decentralized: CADP(D) needs only the agent's own observation.
-`grep "# CADP"` lists every line that differs from plain QMIX. Results: README.md.
+`grep -n "# CADP"` marks the paper's pieces where they happen (Eq. 1-3, the advice branch, the
+breakpoint, the C/D evaluation, the pruned actor); `--no-advice` is plain QMIX through the same code. Results: README.md.
 """
 
 import copy
 import json
 import math
 import os
-import pickle
-import random
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -24,10 +23,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common.checkpoint import (Checkpointer, check_flags, check_memory, env_spec, fail, measure_envs,
-                               parse_args, restore, rng_state, save_atomic, set_rng_state, snapshot)
+from common.buffers import EpisodeBuffer
+from common.checkpoint import check_flags, fail, memory_check
 from common.envs import EnvError, VecMultiAgentEnv, make_vec_env
-from common.logger import Progress, log_confidence_matrix, make_run_name, make_writer, print_eval_table
+from common.logger import log_confidence_matrix
+from common.run import Run
 
 SCRIPT = os.path.basename(__file__)[: -len(".py")]
 
@@ -51,7 +51,7 @@ class Args:
     wandb_entity: str | None = None
     """the wandb entity (team)"""
     save_model: bool = False
-    """save a checkpoint and export the decentralized actor to `runs/{run_name}/`"""
+    """save the weights and export the decentralized actor to `runs/{run_name}/`"""
     checkpoint_interval: int = 25_000
     """environment steps between checkpoints in `runs/{run_name}/checkpoints/` (0 = none)"""
     keep_checkpoints: int = 3
@@ -60,10 +60,8 @@ class Args:
     """checkpoints include the replay buffer while it is at most this large (MiB); README: Long runs"""
     resume: str | None = None
     """continue the run of this checkpoint file or run directory (its latest); flags given override the run's own"""
-    eval_only: bool = False
-    """only evaluate CADP(C) and CADP(D) of `--checkpoint` and print a table"""
-    checkpoint: str | None = None
-    """the checkpoint file or run directory for `--eval-only`"""
+    eval_only: str | None = None
+    """only evaluate CADP(C) and CADP(D) of this checkpoint, saved model or run directory (its newest); print a table"""
 
     # Algorithm
     env_id: str = "lbforaging:Foraging-8x8-2p-3f-v3"
@@ -148,8 +146,6 @@ def validate(args: Args) -> None:
         fail(f"--exploration-steps must be >= 0, got {args.exploration_steps}")
     if args.batch_size > args.buffer_size:
         fail(f"--batch-size {args.batch_size} is larger than --buffer-size {args.buffer_size} (both count episodes)")
-    if args.eval_only and not args.checkpoint:
-        fail("--eval-only needs --checkpoint PATH (a checkpoint file or a run directory)")
 
 
 # teams up to this size attend with broadcast products instead of batched matmuls (faster on CPU)
@@ -277,6 +273,7 @@ class QMixer(nn.Module):
         return (hidden * w2).sum(dim=-1) + self.state_value(state).squeeze(-1)
 
 
+# CADP Eq. 3
 def pruning_loss(log_confidence: torch.Tensor, mask: torch.Tensor, scale: str = "release") -> torch.Tensor:
     """CADP Eq. 3, L_p = sum_i KL(e_i || c_i) = sum_i -log c_ii, averaged over the valid (mask == 1) steps.
     `release`: as the authors' release computes it, the mean of KL(e_i || c_i)'s terms over all heads x agents
@@ -290,6 +287,7 @@ def pruning_loss(log_confidence: torch.Tensor, mask: torch.Tensor, scale: str = 
     return (per_step * mask).sum() / mask.sum()
 
 
+# CADP: the breakpoint, after which pruning drives the advice onto each agent itself
 def prune_coef_at(step: int, args: Args) -> float:
     """alpha at `step`: 0 up to the breakpoint (as the release: on once t_env > breakpoint), then
     `prune_coef`, linearly ramped if asked."""
@@ -310,63 +308,6 @@ def exploration_duration(args: Args) -> float:
 def linear_schedule(start_e: float, end_e: float, duration: float, step: int) -> float:
     slope = (end_e - start_e) / max(duration, 1)
     return max(slope * step + start_e, end_e)
-
-
-class EpisodeBuffer:
-    """Replay of whole episodes (the GRU needs sequences). Step t holds o_t, s_t, avail_t, a_t, r_t;
-    index `length` holds the observation after the last action, for bootstrapping at time limits."""
-
-    def __init__(self, capacity: int, max_len: int, envs: VecMultiAgentEnv):
-        n, o, s, a = envs.n_agents, envs.obs_dim, envs.state_dim, envs.n_actions
-        self.capacity, self.size, self.next_index = capacity, 0, 0
-        self.obs = np.zeros((capacity, max_len + 1, n, o), np.float32)
-        self.state = np.zeros((capacity, max_len + 1, s), np.float32)
-        # padded steps count every action as available so that max/argmax over them stay finite
-        self.avail = np.ones((capacity, max_len + 1, n, a), bool)
-        self.actions = np.zeros((capacity, max_len, n), np.int64)
-        self.reward = np.zeros((capacity, max_len), np.float32)
-        self.terminated = np.zeros((capacity, max_len), np.float32)
-        self.length = np.zeros(capacity, np.int64)
-        self.fields = ("obs", "state", "avail", "actions", "reward", "terminated")
-
-    def add(self, episode: dict, length: int) -> None:
-        i = self.next_index
-        for name in self.fields:
-            target = getattr(self, name)
-            steps = length + 1 if name in ("obs", "state", "avail") else length
-            target[i, :steps] = episode[name][:steps]
-            target[i, steps:] = name == "avail"  # True for avail padding, 0 for the rest
-        self.length[i] = length
-        self.next_index = (i + 1) % self.capacity
-        self.size = min(self.size + 1, self.capacity)
-
-    def sample(self, batch_size: int, device: torch.device) -> dict:
-        index = np.random.randint(0, self.size, size=batch_size)
-        max_len = int(self.length[index].max())  # trim the padding no sampled episode uses
-        batch = {}
-        for name in self.fields:
-            steps = max_len + 1 if name in ("obs", "state", "avail") else max_len
-            batch[name] = torch.as_tensor(getattr(self, name)[index, :steps], device=device)
-        batch["mask"] = (torch.arange(max_len) < torch.as_tensor(self.length[index])[:, None]).float().to(device)
-        return batch
-
-    @property
-    def nbytes(self) -> int:
-        return sum(getattr(self, name).nbytes for name in self.fields + ("length",))
-
-    def state_dict(self, max_bytes: float) -> dict | None:
-        """The stored episodes, as tensors (torch.save writes them without a copy); None above max_bytes."""
-        if self.nbytes * self.size > max_bytes * self.capacity:
-            return None
-        return {"size": self.size, "next_index": self.next_index,
-                **{name: torch.from_numpy(getattr(self, name)[: self.size]) for name in self.fields + ("length",)}}
-
-    def load_state_dict(self, state: dict | None) -> None:
-        if state is None:
-            return print("note: the checkpoint holds no replay buffer (above --checkpoint-buffer-max-mb); it refills")
-        self.size, self.next_index = state["size"], state["next_index"]
-        for name in self.fields + ("length",):
-            getattr(self, name)[: self.size] = state[name].numpy()
 
 
 def select_actions(agent, obs, hidden, avail, epsilon: float, decentralized: bool = False):
@@ -407,6 +348,7 @@ def evaluate(agent, envs: VecMultiAgentEnv, hidden_dim: int, device, decentraliz
     return returns.mean(), (wins.mean() if envs.has_win else None), (confidence / steps if steps else None)
 
 
+# CADP(D), deployed
 class DecentralizedActor(nn.Module):
     """CADP(D) for deployment: one step of ONE agent with z_i = v_i, so that each agent runs alone on its own
     device (the agents share these weights; an agent's id is part of its observation, as
@@ -454,25 +396,17 @@ def export_decentralized_actor(agent: CADPAgent, envs: VecMultiAgentEnv, hidden_
 
 
 if __name__ == "__main__":
-    args, checkpoint = parse_args(Args, SCRIPT)  # with --resume/--checkpoint: its flags, overridden by those given
-    validate(args)
-
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-    torch.set_num_threads(args.torch_threads)
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    # ---- plumbing: flags (with --resume/--eval-only PATH: that run's, overridden by those given), seeds, device
+    run = Run(Args, SCRIPT, validate)
+    args, device = run.args, run.device
 
     try:
         env_kwargs = dict(agent_id_feature=args.obs_agent_id, last_action_feature=args.obs_last_action)
-        # refuse up front what cannot fit in memory: the replay buffer (and the episodes in progress), the envs
-        probe, env_bytes = measure_envs(lambda n: make_vec_env(args.env_id, n, args.seed, **env_kwargs))
-        episode_bytes = EpisodeBuffer(1, probe.episode_limit, probe).nbytes
-        check_memory({"replay buffer": episode_bytes * (args.buffer_size + args.num_envs),
-                      "envs": env_bytes * (args.num_envs + 2 * args.eval_episodes)},
-                     "--buffer-size, --num-envs or --eval-episodes")
-        envs = make_vec_env(args.env_id, args.num_envs, args.seed, **env_kwargs)
+        # ---- plumbing: refuse up front what cannot fit: the replay buffer (and the episodes in progress), the envs
+        fits = memory_check(lambda envs, env_bytes: {
+            "replay buffer": EpisodeBuffer.nbytes_per_episode(envs) * (args.buffer_size + args.num_envs),
+            "envs": env_bytes * (args.num_envs + 2 * args.eval_episodes)}, "--buffer-size, --num-envs or --eval-episodes")
+        envs = make_vec_env(args.env_id, args.num_envs, args.seed, **env_kwargs, size_check=fits)
         # C and D play from the same seeds, so their eval episodes start alike
         eval_envs = {mode: make_vec_env(args.env_id, args.eval_episodes, args.seed + 100_000, **env_kwargs)
                      for mode in ("centralized", "decentralized")}
@@ -487,55 +421,31 @@ if __name__ == "__main__":
     target_mixer.load_state_dict(mixer.state_dict())
     parameters = list(agent.parameters()) + list(mixer.parameters())
     optimizer = torch.optim.Adam(parameters, lr=args.learning_rate)
-    if checkpoint is not None:
-        restore(checkpoint, envs, agent=agent, mixer=mixer, target_agent=target_agent, target_mixer=target_mixer,
-                optimizer=optimizer)
+    networks = dict(agent=agent, mixer=mixer, target_agent=target_agent, target_mixer=target_mixer, optimizer=optimizer)
+    run.restore(envs, networks)  # ---- plumbing: a resumed or evaluated run's weights
     if args.eval_only:
-        results = {mode: evaluate(agent, mode_envs, args.hidden_dim, device, mode == "decentralized", args.eval_epsilon)[:2]
-                   for mode, mode_envs in eval_envs.items()}
-        print_eval_table(results, checkpoint, args.eval_episodes)
-        raise SystemExit(0)
-    buffer = EpisodeBuffer(args.buffer_size, envs.episode_limit, envs)
-
-    # episodes in progress, one row per env; moved to the replay buffer when they end
-    in_progress = {name: np.zeros((args.num_envs,) + getattr(buffer, name).shape[1:], getattr(buffer, name).dtype)
-                   for name in buffer.fields}
-    step_in_episode = np.zeros(args.num_envs, np.int64)
-    env_rows = np.arange(args.num_envs)
-
+        run.report_eval_only({mode: evaluate(agent, mode_envs, args.hidden_dim, device, mode == "decentralized",
+                                             args.eval_epsilon)[:2] for mode, mode_envs in eval_envs.items()})
+    rb = EpisodeBuffer(args.buffer_size, envs, args.num_envs)
     obs, state, avail = envs.reset()
     hidden = torch.zeros(args.num_envs, envs.n_agents, args.hidden_dim, device=device)
-    updates, next_eval, global_step = checkpoint["loop"] if args.resume else (0, 0, 0)
-    if args.resume:  # continue exactly where the checkpoint left off (README: Long runs)
-        if global_step >= args.total_timesteps:
-            fail(f"{checkpoint['path']} is at step {global_step}: the run is complete; a larger --total-timesteps trains on")
-        buffer.load_state_dict(checkpoint["buffer"])
-        if checkpoint["envs"] is None:  # the envs could not be pickled: new episodes from a new seed
-            envs = make_vec_env(args.env_id, args.num_envs, args.seed + global_step, **env_kwargs)
-            obs, state, avail = envs.reset()
+
+    # ---- plumbing: a resumed run continues exactly where its checkpoint left off (README: Long runs)
+    counters, live = run.resume(dict(updates=0, next_eval=0, global_step=0),
+                                dict(envs=envs, eval_envs=eval_envs, episodes=rb.current, obs=obs, state=state,
+                                     avail=avail, hidden=hidden))
+    updates, next_eval, global_step = counters["updates"], counters["next_eval"], counters["global_step"]
+    if run.resumed:
+        rb.load_state_dict(run.checkpoint["buffer"])
+        if live is None:  # the envs could not be pickled: new episodes from a new seed
+            obs, state, avail = envs.reset(seed=args.seed + global_step)
         else:
-            envs, eval_envs, in_progress, step_in_episode, obs, state, avail, hidden = pickle.loads(checkpoint["envs"])
-        set_rng_state(checkpoint["rng"])
-    run_dir = checkpoint["run_dir"] if args.resume else f"runs/{make_run_name(args.env_id, args.exp_name, args.seed)}"
-    writer = make_writer(run_dir, args, args.track, args.wandb_project_name, args.wandb_entity,
-                         purge_step=global_step + 1 if args.resume else None)
+            envs, eval_envs, rb.current = live["envs"], live["eval_envs"], live["episodes"]
+            obs, state, avail, hidden = live["obs"], live["state"], live["avail"], live["hidden"]
+    run.start(global_step, f"{args.exp_name} {args.env_id}")
+    writer = run.writer
 
-    def checkpoint_state() -> dict:
-        """What a checkpoint holds: everything needed to continue this run as if never stopped."""
-        return {"script": SCRIPT, "env": env_spec(envs), "args": vars(args), "global_step": global_step,
-                "loop": (updates, next_eval, global_step), "rng": rng_state(),
-                "agent": agent.state_dict(), "mixer": mixer.state_dict(),
-                "target_agent": target_agent.state_dict(), "target_mixer": target_mixer.state_dict(),
-                "optimizer": optimizer.state_dict(), "buffer": buffer.state_dict(args.checkpoint_buffer_max_mb * 2**20),
-                # the envs with their RNGs, and the episodes in progress in them
-                "envs": snapshot((envs, eval_envs, in_progress, step_in_episode, obs, state, avail, hidden),
-                                 args.env_id)}
-
-    start_time, start_step = time.time(), global_step
     update_seconds, timed_updates = 0.0, 0  # the gradient updates' share of the time (benchmarks/speed.py)
-    progress = Progress(args.total_timesteps, f"{args.exp_name} {args.env_id}", initial=global_step)
-    checkpointer = Checkpointer(run_dir, args.checkpoint_interval, args.keep_checkpoints, writer, progress,
-                                resumed_step=global_step if args.resume else None)
     while global_step < args.total_timesteps:
         epsilon = linear_schedule(args.start_e, args.end_e, exploration_duration(args), global_step)
         with torch.no_grad():
@@ -545,34 +455,25 @@ if __name__ == "__main__":
         next_obs, next_state, next_avail, reward, terminated, truncated, info = envs.step(actions)
         global_step += args.num_envs
         done = terminated | truncated
-
-        t = step_in_episode
-        in_progress["obs"][env_rows, t], in_progress["state"][env_rows, t] = obs, state
-        in_progress["avail"][env_rows, t], in_progress["actions"][env_rows, t] = avail, actions
-        in_progress["reward"][env_rows, t], in_progress["terminated"][env_rows, t] = reward, terminated
-        # the observation after the last action is only in `info` once the env has auto-reset
-        in_progress["obs"][env_rows, t + 1] = np.where(done[:, None, None], info["final_obs"], next_obs)
-        in_progress["state"][env_rows, t + 1] = np.where(done[:, None], info["final_state"], next_state)
-        in_progress["avail"][env_rows, t + 1] = np.where(done[:, None, None], info["final_avail"], next_avail)
-        step_in_episode += 1
+        # what followed the actions: the finished episode's last step where an env has just auto-reset
+        rb.add_step(obs, state, avail, actions, reward, terminated, info["final_obs"], info["final_state"],
+                    info["final_avail"], done)
         obs, state, avail = next_obs, next_state, next_avail
 
         for env_index in np.flatnonzero(done):
-            buffer.add({name: values[env_index] for name, values in in_progress.items()}, step_in_episode[env_index])
-            step_in_episode[env_index] = 0
             hidden[env_index] = 0
             episodic_return = float(info["episode_return"][env_index])
-            progress.record_episode(episodic_return)
+            run.progress.record_episode(episodic_return)
             writer.add_scalar("charts/episodic_return", episodic_return, global_step)
             writer.add_scalar("charts/episodic_length", info["episode_length"][env_index], global_step)
             if envs.has_win:
                 writer.add_scalar("charts/win_rate", float(info["win"][env_index]), global_step)
 
         # one gradient update per finished episode: pymarl's update-to-data ratio
-        if buffer.size >= args.batch_size and global_step >= args.learning_starts:
+        if rb.size >= args.batch_size and global_step >= args.learning_starts:
             update_start = time.perf_counter()
             for _ in range(int(done.sum())):
-                batch = buffer.sample(args.batch_size, device)
+                batch = rb.sample(args.batch_size, device)
                 mask = batch["mask"]  # (batch, time)
                 initial_hidden = torch.zeros(args.batch_size, envs.n_agents, args.hidden_dim, device=device)
                 q, _, log_confidence = agent(batch["obs"], initial_hidden)  # (batch, time + 1, agents, actions)
@@ -601,8 +502,8 @@ if __name__ == "__main__":
                 optimizer.zero_grad()
                 loss.backward()
                 grad_norm = nn.utils.clip_grad_norm_(parameters, args.max_grad_norm)
-                checkpointer.check_finite(global_step, td_loss=td_loss, grad_norm=grad_norm,
-                                          prune_loss=prune_loss if log_confidence is not None else 0.0)
+                run.check_finite(global_step, td_loss=td_loss, grad_norm=grad_norm,  # ---- plumbing: divergence
+                                 prune_loss=prune_loss if log_confidence is not None else 0.0)
                 optimizer.step()
                 updates += 1
                 if updates % args.target_network_frequency == 0:
@@ -615,8 +516,7 @@ if __name__ == "__main__":
                     writer.add_scalar("losses/target_q_values", ((td_target * mask).sum() / mask.sum()).item(), global_step)
                     writer.add_scalar("losses/grad_norm", grad_norm.item(), global_step)
                     writer.add_scalar("charts/epsilon", epsilon, global_step)
-                    sps = int((global_step - start_step) / (time.time() - start_time))
-                    writer.add_scalar("charts/SPS", sps, global_step)
+                    writer.add_scalar("charts/SPS", run.sps(global_step), global_step)
                     if timed_updates:
                         writer.add_scalar("charts/update_time_ms", 1000 * update_seconds / timed_updates, global_step)
                     if log_confidence is not None:
@@ -630,7 +530,7 @@ if __name__ == "__main__":
         if global_step >= next_eval or global_step >= args.total_timesteps:
             next_eval += args.eval_interval
             results = {}
-            for mode, mode_envs in eval_envs.items():
+            for mode, mode_envs in eval_envs.items():  # CADP: both models, C (advice) and D (z_i = v_i)
                 mean_return, win_rate, confidence = evaluate(agent, mode_envs, args.hidden_dim, device,
                                                              mode == "decentralized", args.eval_epsilon)
                 results[mode] = mean_return
@@ -638,24 +538,23 @@ if __name__ == "__main__":
                 if win_rate is not None:
                     writer.add_scalar(f"eval/{mode}_win_rate", win_rate, global_step)
                 if confidence is not None:  # CADP: whom each agent listens to; pruning moves it onto the diagonal
-                    log_confidence_matrix(writer, run_dir, confidence, global_step)
-            progress.write(f"step {global_step}: eval return CADP(C) {results['centralized']:.3f}, "
+                    log_confidence_matrix(writer, run.run_dir, confidence, global_step)
+            run.progress.write(f"step {global_step}: eval return CADP(C) {results['centralized']:.3f}, "
                            f"CADP(D) {results['decentralized']:.3f}")
-        progress.update(global_step, epsilon=epsilon)
-        if checkpointer.due(global_step):  # every --checkpoint-interval steps, and on SIGINT/SIGTERM (then exits)
-            checkpointer.save(checkpoint_state(), global_step)
+        run.progress.update(global_step, epsilon=epsilon)
+        # ---- plumbing: every --checkpoint-interval steps, and on SIGINT/SIGTERM (then exits): all that
+        # continuing this run exactly needs, by name
+        if run.checkpoint_due(global_step):
+            run.save_checkpoint(global_step, networks, dict(updates=updates, next_eval=next_eval),
+                                dict(envs=envs, eval_envs=eval_envs, episodes=rb.current, obs=obs, state=state,
+                                     avail=avail, hidden=hidden),
+                                buffer=rb.state_dict(args.checkpoint_buffer_max_mb * 2**20))
 
-    progress.close()
-    print(f"final eval after {global_step} steps ({time.time() - start_time:.0f} s): "
+    run.progress.close()
+    print(f"final eval after {global_step} steps ({time.time() - run.start_time:.0f} s): "
           f"CADP(C) return {results['centralized']:.3f}, CADP(D) return {results['decentralized']:.3f}")
-
-    if args.save_model:
-        model_path = f"{run_dir}/{args.exp_name}.cadp_model"
-        save_atomic(checkpoint_state(), model_path)
-        actor_path = export_decentralized_actor(agent, envs, args.hidden_dim, run_dir)
+    if args.save_model:  # ---- plumbing: the weights (torch.load(..., weights_only=True)) and the CADP(D) actor
+        model_path = run.save_model(global_step, envs, dict(agent=agent, mixer=mixer))
+        actor_path = export_decentralized_actor(agent, envs, args.hidden_dim, run.run_dir)
         print(f"model saved to {model_path}; decentralized actor exported to {actor_path}")
-
-    envs.close()
-    for mode_envs in eval_envs.values():
-        mode_envs.close()
-    writer.close()
+    run.close(envs, eval_envs)

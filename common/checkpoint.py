@@ -5,6 +5,7 @@ errors), env snapshots, RNG states, stop signals and divergence checks.
 Nothing here decides what a checkpoint holds: each script lists that itself.
 """
 
+import dataclasses
 import io
 import math
 import os
@@ -68,24 +69,16 @@ def available_memory() -> int | None:
     return available
 
 
-def _resident_memory() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0  # no /proc: env memory is left out of the estimate
+def env_nbytes(env) -> int:
+    """Bytes one env takes: its pickled size (arrays, RNGs, simulator state), at least 64 KiB (an env
+    is also Python objects that pickle does not count; None, for SMAX's few arrays per env: 64 KiB)."""
+    return max(len(snapshot(env, "") or b"") if env is not None else 0, 64 * 2**10)
 
 
-def measure_envs(make_envs):
-    """(envs, bytes per env): make one vectorised env (which loads its modules), then measure the
-    resident memory that four more take, at least their pickled size (small envs can fit in memory
-    the allocator already holds). The one env serves as a probe of the sizes."""
-    probe = make_envs(1)
-    before = _resident_memory()
-    more = make_envs(4)
-    per_env = max(_resident_memory() - before, len(snapshot(more.envs, "") or b"")) // 4
-    more.close()
-    return probe, per_env
+def memory_check(needs, flags: str):
+    """A size_check for make_vec_env: needs(vec_env, bytes_per_env) -> {what: bytes}; fail() naming the
+    figures and `flags` when their sum exceeds the memory available."""
+    return lambda vec_env, one_env: check_memory(needs(vec_env, env_nbytes(one_env)), flags)
 
 
 def check_memory(needs: dict[str, int], flags: str) -> None:
@@ -127,24 +120,25 @@ def periodic_checkpoints(run_dir: str) -> list[tuple[int, str]]:
     return sorted(found)
 
 
-def find_checkpoint(path: str) -> str:
-    """A checkpoint file as given, or a run directory's newest one (periodic or --save-model's)."""
+def find_checkpoint(path: str, models: bool = True) -> str:
+    """A checkpoint file as given, or a run directory's newest one: periodic, or (with `models`) also the
+    saved model of --save-model."""
     if os.path.isfile(path):
         return path
     if not os.path.isdir(path):
         fail(f"{path}: no such checkpoint file or run directory")
     candidates = [p for _, p in periodic_checkpoints(path)] + \
-                 [os.path.join(path, n) for n in os.listdir(path) if n.endswith(SUFFIX)]
+                 [os.path.join(path, n) for n in os.listdir(path) if n.endswith(SUFFIX) and models]
     if not candidates:
         fail(f"{path}: no checkpoint in this directory (checkpoints/step_*{SUFFIX} or *{SUFFIX}); "
              "it is written every --checkpoint-interval steps")
     return max(candidates, key=os.path.getmtime)
 
 
-def load_checkpoint(path: str, script: str) -> dict:
+def load_checkpoint(path: str, script: str, models: bool = True) -> dict:
     """The checkpoint at `path` (file or run directory), checked to be one of `script`'s.
     Adds "path" and "run_dir" (where it lies, which a resumed run writes into)."""
-    path = find_checkpoint(path)
+    path = find_checkpoint(path, models)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)  # our own files: they hold pickled envs
     except Exception as error:  # a truncated zip, garbage, a pickle of something else: all one line
@@ -161,13 +155,17 @@ def load_checkpoint(path: str, script: str) -> dict:
 
 
 def parse_args(args_class, script: str):
-    """(args, checkpoint or None): tyro.cli(args_class); with --resume or --checkpoint, that checkpoint is
+    """(args, checkpoint or None): tyro.cli(args_class); with --resume or --eval-only, that checkpoint is
     loaded and its run's flags become the defaults, so that flags given on this command line override them."""
+    if sys.argv[-1] == "--eval-only" or any(a == "--eval-only" and b.startswith("--") for a, b in zip(sys.argv, sys.argv[1:])):
+        fail("--eval-only needs a PATH: a checkpoint, a saved model or a run directory (--eval-only runs/<run_name>)")
     args = tyro.cli(args_class)
-    if not (args.resume or args.checkpoint):
+    if not (args.resume or args.eval_only):
         return args, None
-    checkpoint = load_checkpoint(args.resume or args.checkpoint, script)
-    return tyro.cli(args_class, default=args_class(**checkpoint["args"])), checkpoint
+    checkpoint = load_checkpoint(args.resume or args.eval_only, script, models=not args.resume)
+    known = {field.name for field in dataclasses.fields(args_class)}  # an older version's own flags are dropped
+    saved = args_class(**{name: value for name, value in checkpoint["args"].items() if name in known})
+    return tyro.cli(args_class, default=saved), checkpoint
 
 
 def _first_line(error: Exception) -> str:

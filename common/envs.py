@@ -522,11 +522,10 @@ class VecMultiAgentEnv:
     docstring describes seeding, auto-reset and the info keys."""
 
     def __init__(self, env_id: str, num_envs: int, seed: int, agent_id_feature: bool = False,
-                 last_action_feature: bool = False, env_kwargs: dict | None = None):
+                 last_action_feature: bool = False, env_kwargs: dict | None = None, size_check=None):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        self.envs = [make_env(env_id, **(env_kwargs or {})) for _ in range(num_envs)]
-        first = self.envs[0]
+        first = make_env(env_id, **(env_kwargs or {}))
         self.env_id, self.num_envs, self.seed = env_id, num_envs, seed
         self.n_agents, self.n_actions, self.state_dim = first.n_agents, first.n_actions, first.state_dim
         self.episode_limit, self.has_win, self.env_obs_dim = first.episode_limit, first.has_win, first.obs_dim
@@ -535,6 +534,9 @@ class VecMultiAgentEnv:
 
         self.obs_layout = feature_layout(self.env_obs_dim, n, a, agent_id_feature, last_action_feature)
         self.obs_dim = sum(size for _, size in self.obs_layout)
+        if size_check is not None:  # sizes known, one env built: a memory check before the others
+            size_check(self, first)
+        self.envs = [first] + [make_env(env_id, **(env_kwargs or {})) for _ in range(num_envs - 1)]
 
         # preallocated buffers, updated in place each step and copied out
         self._obs = np.zeros((num_envs, n, self.obs_dim), np.float32)
@@ -609,13 +611,17 @@ class VecMultiAgentEnv:
 
 
 def make_vec_env(env_id: str, num_envs: int, seed: int, agent_id_feature: bool = False,
-                 last_action_feature: bool = False, env_kwargs: dict | None = None) -> VecMultiAgentEnv:
+                 last_action_feature: bool = False, env_kwargs: dict | None = None,
+                 size_check=None) -> VecMultiAgentEnv:
     """The vectorised env for an id: what the training scripts call (same arguments as
     VecMultiAgentEnv, which it returns for every family but SMAX: ``smax:<map>`` ids get
-    common.smax.SMAXVecEnv, the same interface with all envs stepped in one JAX call)."""
+    common.smax.SMAXVecEnv, the same interface with all envs stepped in one JAX call).
+    size_check(vec_env, one_env), if given, is called once the sizes are known and before the envs
+    but one are built (SMAX: before any env state exists; one_env is None), e.g. to refuse a run that
+    cannot fit in memory."""
     if env_id.partition(":")[0] == "smax":
         from common.smax import SMAXVecEnv  # imported here: jax is an optional extra
 
-        return SMAXVecEnv(env_id, num_envs, seed, agent_id_feature, last_action_feature, env_kwargs)
-    return VecMultiAgentEnv(env_id, num_envs, seed, agent_id_feature, last_action_feature, env_kwargs)
+        return SMAXVecEnv(env_id, num_envs, seed, agent_id_feature, last_action_feature, env_kwargs, size_check)
+    return VecMultiAgentEnv(env_id, num_envs, seed, agent_id_feature, last_action_feature, env_kwargs, size_check)
 

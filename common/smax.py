@@ -122,7 +122,7 @@ class SMAXVecEnv:
     has_win = True
 
     def __init__(self, env_id: str, num_envs: int, seed: int, agent_id_feature: bool = False,
-                 last_action_feature: bool = False, env_kwargs: dict | None = None):
+                 last_action_feature: bool = False, env_kwargs: dict | None = None, size_check=None):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if _MISSING:
@@ -143,6 +143,8 @@ class SMAXVecEnv:
         self.obs_layout = feature_layout(self.env_obs_dim, self.n_agents, self.n_actions, agent_id_feature,
                                          last_action_feature)
         self.obs_dim = sum(size for _, size in self.obs_layout)
+        if size_check is not None:  # before reset() allocates the envs' states
+            size_check(self, None)
 
         self._keys = self._states = self._avail = None  # JAX keys (E, 2) and states; avail as numpy
         self._return = np.zeros(num_envs, np.float64)

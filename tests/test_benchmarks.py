@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from script_runner import run_script
+from conftest import run_script
 
 from benchmarks import learning, plot
 

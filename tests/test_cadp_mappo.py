@@ -3,22 +3,19 @@ normalization) and, as subprocesses, a learning run on a matrix game and a deter
 The agent, pruning and end-to-end tests shared with the other scripts are in
 test_cadp_networks.py and test_end_to_end.py."""
 
-import dataclasses
-
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cadp_mappo import (Args, CADPAgent, ValueNormalizer, compute_gae, masked_policy, ppo_policy_loss, to_chunks,
-                        value_loss)
-from script_runner import final_returns, run_script
+import cadp_mappo
+from cadp_mappo import ValueNormalizer, compute_gae, masked_policy, ppo_policy_loss, to_chunks, value_loss
+from conftest import final_returns, run_script
+from conftest import make_agent as make_script_agent
 
 
 def make_agent(obs_dim=7, n_actions=4, seed=0, **overrides):
-    torch.manual_seed(seed)
-    args = dataclasses.replace(Args(), hidden_dim=16, att_heads=2, att_embed_dim=8, **overrides)
-    return CADPAgent(obs_dim, n_actions, args)
+    return make_script_agent(cadp_mappo, obs_dim, n_actions, seed, **overrides)
 
 
 def naive_gae(rewards, values, last_values, final_values, terminated, truncated, gamma, gae_lambda):

@@ -17,14 +17,10 @@ import cadp_qmix
 import cadp_vdn
 from cadp_qmix import AdviceAttention, Args, QMixer, pruning_loss, prune_coef_at
 
-SCRIPTS = [cadp_qmix, cadp_vdn, cadp_mappo]
+from conftest import MODULES, make_agent
+
+SCRIPTS = list(MODULES.values())
 PLACEMENTS = ["post-gru", "gru-input"]
-
-
-def make_agent(module, obs_dim=7, n_actions=4, seed=0, **overrides):
-    torch.manual_seed(seed)
-    args = dataclasses.replace(module.Args(), hidden_dim=16, att_heads=2, att_embed_dim=8, **overrides)
-    return module.CADPAgent(obs_dim, n_actions, args)
 
 
 def test_attention_rows_are_distributions():
@@ -286,5 +282,6 @@ def test_the_pieces_meant_to_be_identical_in_the_scripts_are():
 
     for name in ("AdviceAttention", "pruning_loss", "prune_coef_at"):
         assert source(cadp_qmix, name) == source(cadp_vdn, name) == source(cadp_mappo, name), name
-    for name in ("CADPAgent", "DecentralizedActor", "evaluate", "select_actions", "exploration_duration", "EpisodeBuffer"):
+    for name in ("CADPAgent", "DecentralizedActor", "evaluate", "select_actions", "exploration_duration",
+                 "export_decentralized_actor"):
         assert source(cadp_qmix, name) == source(cadp_vdn, name), name

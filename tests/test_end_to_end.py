@@ -13,17 +13,9 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import cadp_mappo
-import cadp_qmix
-import cadp_vdn
-from script_runner import final_returns, run_script
+from conftest import LBF_ID, MODULES, TINY, final_returns, run_script
 
-# flags that keep each script's run tiny; the values are not tuned, only small
-TINY = {
-    "cadp_qmix": ["--batch-size", "2", "--buffer-size", "64", "--hidden-dim", "16"],
-    "cadp_vdn": ["--batch-size", "2", "--buffer-size", "64", "--hidden-dim", "16"],
-    "cadp_mappo": ["--num-steps", "10", "--hidden-dim", "16"],
-}
-MODULES = {"cadp_qmix": cadp_qmix, "cadp_vdn": cadp_vdn, "cadp_mappo": cadp_mappo}
+SMALL = ["--hidden-dim", "16"]
 CHECKPOINT_AGENT_KEY = {"cadp_qmix": "agent", "cadp_vdn": "agent", "cadp_mappo": "actor"}
 COMMON_TAGS = {
     "charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/update_time_ms", "charts/self_attention_weight",
@@ -81,9 +73,9 @@ def scalar_tags(run_dir: Path) -> set[str]:
 @pytest.mark.parametrize("script", list(TINY))
 @pytest.mark.parametrize("placement", ["post-gru", "gru-input"])
 def test_training_run_writes_tags_checkpoint_and_a_faithful_exported_actor(script, placement, tmp_path):
-    result = run_script(script, tmp_path, "--env-id", "lbforaging:Foraging-8x8-2p-3f-v3", "--total-timesteps", "1200",
+    result = run_script(script, tmp_path, "--env-id", LBF_ID, "--total-timesteps", "1200",
                         "--num-envs", "4", "--eval-interval", "600", "--eval-episodes", "2",
-                        "--prune-start-fraction", "0.3", "--save-model", "--advice-placement", placement, *TINY[script])
+                        "--prune-start-fraction", "0.3", "--save-model", "--advice-placement", placement, *TINY[script], *SMALL)
     final_returns(result)
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert run_dir.name.startswith("lbforaging-Foraging-8x8-2p-3f-v3__" + script + "__1__")
@@ -149,7 +141,7 @@ def test_readme_deployment_example_plays_real_lbf_episodes_as_the_scripts_own_ev
 
     module = MODULES[script]
     args = module.Args()
-    eval_envs = make_vec_env("lbforaging:Foraging-8x8-2p-3f-v3", 32, args.seed + 100_000,
+    eval_envs = make_vec_env(LBF_ID, 32, args.seed + 100_000,
                              agent_id_feature=args.obs_agent_id, last_action_feature=args.obs_last_action)
     torch.manual_seed(2)  # untrained weights that collect some food
     agent = module.CADPAgent(eval_envs.obs_dim, eval_envs.n_actions, args)
@@ -175,7 +167,7 @@ def test_readme_deployment_example_plays_real_lbf_episodes_as_the_scripts_own_ev
 @pytest.mark.parametrize("env_id", ["rware:rware-tiny-2ag-v2", "mpe2:simple_speaker_listener_v4"])
 def test_script_runs_unchanged_on_other_env_families(script, env_id, tmp_path):
     result = run_script(script, tmp_path, "--env-id", env_id, "--total-timesteps", "1100", "--num-envs", "2",
-                        "--eval-interval", "1000", "--eval-episodes", "1", *TINY[script])
+                        "--eval-interval", "1000", "--eval-episodes", "1", *TINY[script], *SMALL)
     final_returns(result)
 
 

@@ -9,7 +9,7 @@ VDN's sum cannot fit 2B under uniform data, but with decaying epsilon its data c
 
 import pytest
 
-from script_runner import final_returns, run_script
+from conftest import final_returns, run_script
 
 UNIFORM_EXPLORATION = ["--start-e", "1.0", "--end-e", "1.0"]
 

@@ -18,20 +18,10 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from script_runner import ROOT, final_returns, run_script
+from conftest import LBF_ID, ROOT, SCRIPTS, TINY, final_returns, run_script, start_script
 
-SCRIPTS = ["cadp_qmix", "cadp_vdn", "cadp_mappo"]
-LBF = ["--env-id", "lbforaging:Foraging-8x8-2p-3f-v3", "--num-envs", "4", "--eval-episodes", "2", "--hidden-dim", "16",
+LBF = ["--env-id", LBF_ID, "--num-envs", "4", "--eval-episodes", "2", "--hidden-dim", "16",
        "--prune-start-fraction", "0.3"]
-TINY = {"cadp_qmix": ["--batch-size", "2", "--buffer-size", "64"], "cadp_vdn": ["--batch-size", "2", "--buffer-size", "64"],
-        "cadp_mappo": ["--num-steps", "10"]}
-
-
-def start(script: str, cwd: Path, *flags: str, env: dict | None = None) -> subprocess.Popen:
-    cwd.mkdir(parents=True, exist_ok=True)
-    out, err = open(cwd / "stdout.txt", "w"), open(cwd / "stderr.txt", "w")
-    return subprocess.Popen([sys.executable, str(ROOT / f"{script}.py"), *flags], cwd=cwd, stdout=out, stderr=err,
-                            env=env, text=True)
 
 
 def output(cwd: Path) -> tuple[str, str]:
@@ -69,8 +59,8 @@ RUN = {  # (flags, total steps, the checkpoint the killed run resumes from)
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_a_killed_and_resumed_run_continues_exactly_like_an_uninterrupted_one(script, tmp_path):
     flags, resume_step = RUN[script]
-    uninterrupted = start(script, tmp_path / "a", *flags)
-    killed = start(script, tmp_path / "b", *flags)
+    uninterrupted = start_script(script, tmp_path / "a", *flags)
+    killed = start_script(script, tmp_path / "b", *flags)
     checkpoint = wait_for_checkpoint(killed, tmp_path / "b", resume_step)
     killed.send_signal(signal.SIGKILL)
     killed.wait()
@@ -95,7 +85,7 @@ def test_a_killed_and_resumed_run_continues_exactly_like_an_uninterrupted_one(sc
 @pytest.mark.parametrize("script, signum", [("cadp_qmix", signal.SIGINT), ("cadp_mappo", signal.SIGTERM)])
 def test_a_stop_signal_writes_a_checkpoint_and_prints_the_command_that_resumes(script, signum, tmp_path):
     flags = LBF + TINY[script] + ["--total-timesteps", "10000000", "--eval-interval", "1000000", "--checkpoint-interval", "400"]
-    process = start(script, tmp_path, *flags)
+    process = start_script(script, tmp_path, *flags)
     wait_for_checkpoint(process, tmp_path, 400)
     process.send_signal(signum)
     assert process.wait(timeout=120) == 0, output(tmp_path)
@@ -140,7 +130,7 @@ def trained(tmp_path_factory) -> dict[str, Path]:
     """A finished tiny run of each script on the two-step game: its run directory (periodic checkpoints
     and the --save-model checkpoint)."""
     root = tmp_path_factory.mktemp("trained")
-    processes = {script: start(script, root / script, "--env-id", "matrix:two_step", "--num-envs", "4",
+    processes = {script: start_script(script, root / script, "--env-id", "matrix:two_step", "--num-envs", "4",
                                "--total-timesteps", "400", "--checkpoint-interval", "200", "--eval-episodes", "2",
                                "--save-model", *TINY[script]) for script in SCRIPTS}
     for script, process in processes.items():
@@ -176,7 +166,7 @@ BAD_FLAGS = [  # (flags, what the one line must say); for every script
     (["--gamma", "1.5"], "--gamma must be between 0 and 1, got 1.5"),
     (["--checkpoint-interval", "-1"], "--checkpoint-interval must be >= 0"),
     (["--keep-checkpoints", "0"], "--keep-checkpoints must be > 0"),
-    (["--eval-only"], "--eval-only needs --checkpoint PATH"),
+    (["--eval-only"], "--eval-only needs a PATH"),
     (["--env-id", "foo"], "must look like 'module:Id'"),
     (["--env-id", "lbforaging:Foraging-9x9-nope-v3"], "closest: Foraging-9x9-"),
     (["--env-id", "mpe2:simple_v3"], "has 1 agent(s); CADP needs >= 2 agents"),
@@ -224,13 +214,13 @@ def test_bad_checkpoints_stop_with_one_line(script, trained, tmp_path, monkeypat
     other = trained["cadp_vdn" if script == "cadp_qmix" else "cadp_qmix"]
     cases = [
         (["--resume", str(truncated)], "cannot be read"),
-        (["--eval-only", "--checkpoint", str(truncated)], "truncated or not a checkpoint"),
+        (["--eval-only", str(truncated)], "truncated or not a checkpoint"),
         (["--resume", str(not_a_checkpoint)], "is not a checkpoint of these scripts"),
         (["--resume", str(tmp_path / "nowhere")], "no such checkpoint file or run directory"),
         (["--resume", str(tmp_path / "empty_run")], "no checkpoint in this directory"),
         (["--resume", str(other)], f"checkpoint; use it with {other.name.split('__')[1]}.py, not {script}.py"),
         (["--resume", str(run_dir), "--env-id", "matrix:climbing"], "was trained on matrix:two_step"),
-        (["--eval-only", "--checkpoint", str(run_dir), "--no-obs-agent-id"], "drop --env-id and the --obs-* flags"),
+        (["--eval-only", str(run_dir), "--no-obs-agent-id"], "drop --env-id and the --obs-* flags"),
         (["--resume", str(run_dir), "--hidden-dim", "32"], "does not fit the networks of this command"),
     ]
     for flags, message in cases:
@@ -239,13 +229,26 @@ def test_bad_checkpoints_stop_with_one_line(script, trained, tmp_path, monkeypat
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_eval_only_prints_a_table_of_both_models(script, trained, tmp_path, monkeypatch, capsys):
-    code, stdout, stderr = run_in_process(script, tmp_path, monkeypatch, capsys, "--eval-only", "--checkpoint",
+    code, stdout, stderr = run_in_process(script, tmp_path, monkeypatch, capsys, "--eval-only",
                                           str(trained[script]), "--eval-episodes", "5")
     assert code == 0, stderr
     assert re.search(r"matrix:two_step, step 400, 5 (greedy|sampled) episodes per model", stdout), stdout
     rows = re.findall(r"^(CADP\([CD]\))\s+(-?[\d.]+)$", stdout, re.MULTILINE)
     assert [name for name, _ in rows] == ["CADP(C)", "CADP(D)"] and all(0 <= float(v) <= 8 for _, v in rows), stdout
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_the_saved_model_is_weights_only_evaluates_and_refuses_to_resume(script, trained, tmp_path, monkeypatch, capsys):
+    model = trained[script] / f"{script}.cadp_model"
+    saved = torch.load(model, weights_only=True)  # no pickled envs, buffer or RNG states: safe to load
+    assert saved["kind"] == "model" and saved["global_step"] == 400 and saved["args"]["env_id"] == "matrix:two_step"
+    assert not {"optimizer", "envs", "buffer", "rng"} & saved.keys()
+    code, stdout, stderr = run_in_process(script, tmp_path, monkeypatch, capsys, "--eval-only", str(model),
+                                          "--eval-episodes", "3")
+    assert code == 0 and re.search(r"^CADP\(D\)\s+-?[\d.]+$", stdout, re.MULTILINE), stderr
+    assert_one_error_line(*run_in_process(script, tmp_path, monkeypatch, capsys, "--resume", str(model))[::2],
+                          "is a saved model", "--resume a periodic checkpoint")
 
 
 UNPICKLABLE_ENV = '''
@@ -280,7 +283,7 @@ def test_resume_without_env_snapshot_or_replay_buffer_still_continues(tmp_path):
     so, and a resumed run goes on with new episodes and a refilling buffer."""
     (tmp_path / "handle_env.py").write_text(UNPICKLABLE_ENV)
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    first = start("cadp_qmix", tmp_path / "run", "--env-id", "handle_env:Handle-v0", "--num-envs", "2",
+    first = start_script("cadp_qmix", tmp_path / "run", "--env-id", "handle_env:Handle-v0", "--num-envs", "2",
                   "--total-timesteps", "200", "--checkpoint-interval", "100", "--checkpoint-buffer-max-mb", "0",
                   "--eval-episodes", "2", *TINY["cadp_qmix"], env=env)
     assert first.wait(timeout=300) == 0, output(tmp_path / "run")
@@ -290,7 +293,7 @@ def test_resume_without_env_snapshot_or_replay_buffer_still_continues(tmp_path):
     checkpoint = torch.load(run_dir / "checkpoints" / "step_100.cadp_model", weights_only=False)
     assert checkpoint["envs"] is None and checkpoint["buffer"] is None
 
-    resumed = start("cadp_qmix", tmp_path / "run", "--resume", str(run_dir / "checkpoints" / "step_100.cadp_model"), env=env)
+    resumed = start_script("cadp_qmix", tmp_path / "run", "--resume", str(run_dir / "checkpoints" / "step_100.cadp_model"), env=env)
     assert resumed.wait(timeout=300) == 0, output(tmp_path / "run")
     stdout, _ = output(tmp_path / "run")
     assert "the checkpoint holds no replay buffer" in stdout and "final eval after 200 steps" in stdout

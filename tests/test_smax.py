@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import common
 from common.envs import EnvError, make_env, make_vec_env
 from env_checks import check_agent_id_and_last_action_features, random_actions
-from script_runner import final_returns, run_script
+from conftest import final_returns, run_script
 
 needs_smax = pytest.mark.skipif(importlib.util.find_spec("jaxmarl") is None,
                                 reason="SMAX extra not installed: pip install --no-deps -r requirements-smax.txt")
@@ -259,7 +259,7 @@ def test_missing_extra_is_one_line_saying_what_to_install(monkeypatch, missing):
 
 # ---- the scripts, unchanged, on smax:3m --------------------------------------------------------
 WIN_TAGS = {"charts/win_rate", "eval/centralized_win_rate", "eval/decentralized_win_rate"}
-TINY = {
+SMAX_TINY = {
     "cadp_qmix": ["--total-timesteps", "600", "--num-envs", "2", "--eval-episodes", "2", "--eval-interval", "300",
                   "--batch-size", "2", "--buffer-size", "16", "--hidden-dim", "16"],
     "cadp_mappo": ["--total-timesteps", "640", "--num-envs", "4", "--num-steps", "20", "--eval-episodes", "2",
@@ -268,9 +268,9 @@ TINY = {
 
 
 @needs_smax
-@pytest.mark.parametrize("script", list(TINY))
+@pytest.mark.parametrize("script", list(SMAX_TINY))
 def test_script_trains_on_smax_and_logs_win_rates(script, tmp_path: Path):
-    result = run_script(script, tmp_path, "--env-id", "smax:3m", *TINY[script])
+    result = run_script(script, tmp_path, "--env-id", "smax:3m", *SMAX_TINY[script])
     final_returns(result)
     (run_dir,) = (tmp_path / "runs").iterdir()
     accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})

@@ -1,0 +1,93 @@
+"""The episode replay buffer of cadp_qmix.py and cadp_vdn.py (as CleanRL's dqn.py imports its replay
+buffer): whole episodes, because the agents' GRUs train on sequences."""
+
+import numpy as np
+import torch
+
+
+class EpisodeBuffer:
+    """Replay of whole episodes, filled one env step at a time: add_step() writes every env's step into
+    that env's episode in progress and stores the episodes that end. Step t of an episode holds o_t, s_t,
+    avail_t, a_t, r_t; index `length` holds the observation after the last action, for bootstrapping at
+    time limits."""
+
+    def __init__(self, capacity: int, envs, num_envs: int):
+        n, o, s, a, steps = envs.n_agents, envs.obs_dim, envs.state_dim, envs.n_actions, envs.episode_limit
+        # name: (shape of one episode, dtype); obs, state and avail have one step more (after the last action)
+        self.layout = {"obs": ((steps + 1, n, o), np.float32), "state": ((steps + 1, s), np.float32),
+                       "avail": ((steps + 1, n, a), bool), "actions": ((steps, n), np.int64),
+                       "reward": ((steps,), np.float32), "terminated": ((steps,), np.float32)}
+        self.fields = tuple(self.layout)
+        self.capacity, self.size, self.next_index = capacity, 0, 0
+        for name, (shape, dtype) in self.layout.items():
+            # padded steps count every action as available so that max/argmax over them stay finite
+            setattr(self, name, (np.ones if name == "avail" else np.zeros)((capacity, *shape), dtype))
+        self.length = np.zeros(capacity, np.int64)
+        # the episodes in progress, one per env: their steps so far and how many there are
+        self.current = {name: np.zeros((num_envs, *shape), dtype) for name, (shape, dtype) in self.layout.items()}
+        self.current["length"] = np.zeros(num_envs, np.int64)
+
+    @staticmethod
+    def nbytes_per_episode(envs) -> int:
+        """The memory one stored episode takes, from the env's sizes (for the up-front memory check)."""
+        n, o, s, a, steps = envs.n_agents, envs.obs_dim, envs.state_dim, envs.n_actions, envs.episode_limit
+        return (steps + 1) * (4 * n * o + 4 * s + n * a) + steps * (8 * n + 4 + 4) + 8
+
+    def add_step(self, obs, state, avail, actions, reward, terminated, next_obs, next_state, next_avail, done) -> None:
+        """One step of every env: obs (envs, agents, obs_dim), state (envs, state_dim), avail (envs, agents,
+        actions) before `actions` (envs, agents); reward and terminated (envs,); what followed the actions
+        (the finished episode's last step where done, i.e. the envs' info["final_*"]). Ended episodes move
+        into the replay."""
+        rows, t = np.arange(len(done)), self.current["length"]
+        episodes = self.current
+        episodes["obs"][rows, t], episodes["state"][rows, t], episodes["avail"][rows, t] = obs, state, avail
+        episodes["actions"][rows, t], episodes["reward"][rows, t] = actions, reward
+        episodes["terminated"][rows, t] = terminated
+        episodes["obs"][rows, t + 1], episodes["state"][rows, t + 1] = next_obs, next_state
+        episodes["avail"][rows, t + 1] = next_avail
+        episodes["length"] += 1
+        for env_index in np.flatnonzero(done):
+            self._store(env_index)
+            episodes["length"][env_index] = 0
+
+    def _store(self, env_index: int) -> None:
+        i, length = self.next_index, int(self.current["length"][env_index])
+        for name in self.fields:
+            target = getattr(self, name)
+            steps = length + 1 if name in ("obs", "state", "avail") else length
+            target[i, :steps] = self.current[name][env_index, :steps]
+            target[i, steps:] = name == "avail"  # True for avail padding, 0 for the rest
+        self.length[i] = length
+        self.next_index = (i + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def sample(self, batch_size: int, device: torch.device) -> dict:
+        """batch_size stored episodes, trimmed to the longest: obs (batch, time + 1, agents, obs_dim), ...,
+        and mask (batch, time), 1 on the episodes' real steps."""
+        index = np.random.randint(0, self.size, size=batch_size)
+        max_len = int(self.length[index].max())  # trim the padding no sampled episode uses
+        batch = {}
+        for name in self.fields:
+            steps = max_len + 1 if name in ("obs", "state", "avail") else max_len
+            batch[name] = torch.as_tensor(getattr(self, name)[index, :steps], device=device)
+        batch["mask"] = (torch.arange(max_len) < torch.as_tensor(self.length[index])[:, None]).float().to(device)
+        return batch
+
+    @property
+    def nbytes(self) -> int:
+        return sum(getattr(self, name).nbytes for name in self.fields + ("length",))
+
+    def state_dict(self, max_bytes: float) -> dict | None:
+        """The stored episodes, as tensors (torch.save writes them without a copy); None above max_bytes.
+        The episodes in progress belong to the envs' live state (`current`), saved with them."""
+        if self.nbytes * self.size > max_bytes * self.capacity:
+            return None
+        return {"size": self.size, "next_index": self.next_index,
+                **{name: torch.from_numpy(getattr(self, name)[: self.size]) for name in self.fields + ("length",)}}
+
+    def load_state_dict(self, state: dict | None) -> None:
+        if state is None:
+            return print("note: the checkpoint holds no replay buffer (above --checkpoint-buffer-max-mb); it refills")
+        self.size, self.next_index = state["size"], state["next_index"]
+        for name in self.fields + ("length",):
+            getattr(self, name)[: self.size] = state[name].numpy()
