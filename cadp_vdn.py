@@ -26,9 +26,10 @@ import torch.nn.functional as F
 
 from common.buffers import EpisodeBuffer
 from common.checkpoint import check_flags, fail, memory_check
-from common.envs import EnvError, VecMultiAgentEnv, make_vec_env
+from common.envs import make_vec_env
 from common.logger import log_confidence_matrix
 from common.run import Run
+from common.vec_env import EnvError, VecEnv
 
 SCRIPT = os.path.basename(__file__)[: -len(".py")]
 
@@ -295,7 +296,7 @@ def select_actions(agent, obs, hidden, avail, epsilon: float, decentralized: boo
 
 
 @torch.no_grad()
-def evaluate(agent, envs: VecMultiAgentEnv, hidden_dim: int, device, decentralized: bool, epsilon: float = 0.0):
+def evaluate(agent, envs: VecEnv, hidden_dim: int, device, decentralized: bool, epsilon: float = 0.0):
     """Returns (and wins) of one episode in each of the eval envs, greedy unless epsilon > 0, and the mean
     confidence matrix c (heads, agents, agents) over their steps (None for CADP(D) or without advice)."""
     # reseeded every time: every evaluation, model (C or D) and run of this seed plays the same episodes
@@ -350,7 +351,7 @@ class DecentralizedActor(nn.Module):
         return self.q_head(features).masked_fill(~avail, -torch.inf), new_hidden
 
 
-def export_decentralized_actor(agent: CADPAgent, envs: VecMultiAgentEnv, hidden_dim: int, run_dir: str) -> str:
+def export_decentralized_actor(agent: CADPAgent, envs: VecEnv, hidden_dim: int, run_dir: str) -> str:
     actor = DecentralizedActor(agent).cpu().eval()
     example = (torch.zeros(2, envs.obs_dim), torch.zeros(2, hidden_dim), torch.ones(2, envs.n_actions, dtype=torch.bool))
     batch = torch.export.Dim("batch")

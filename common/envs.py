@@ -80,16 +80,14 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
+from common.vec_env import EnvError, VecEnv, checked_actions, feature_layout  # noqa: F401 (EnvError, VecEnv: re-exported)
+
 DEFAULT_EPISODE_LIMIT = 1000  # for envs that expose no step limit of their own
 
 _ID_EXAMPLES = ("lbforaging:Foraging-8x8-2p-3f-v3, rware:rware-tiny-2ag-v2, mpe2:simple_spread_v3, "
                 "pettingzoo.sisl:pursuit_v5, matrix:climbing, smax:5m_vs_6m (with make_vec_env)")
 # pip names of modules whose import name differs (others: `pip install <module>`)
 _PIP_NAMES = {"Box2D": "box2d-py"}
-
-
-class EnvError(ValueError):
-    """An env id that cannot be made; the message is meant to be shown to the user as is."""
 
 
 class MultiAgentEnv:
@@ -493,29 +491,6 @@ def make_env(env_id: str, seed: int | None = None, **env_kwargs) -> MultiAgentEn
 
 
 # Vectorised envs with pymarl-style observation features
-def feature_layout(env_obs_dim: int, n_agents: int, n_actions: int, agent_id_feature: bool,
-                   last_action_feature: bool) -> list[tuple[str, int]]:
-    """obs_layout of a vectorised env: the parts of an observation, in concatenation order."""
-    layout = [("env_observation", env_obs_dim)]
-    if agent_id_feature:
-        layout.append(("agent_id_onehot", n_agents))
-    if last_action_feature:
-        layout.append(("last_action_onehot", n_actions))
-    return layout
-
-
-def checked_actions(actions, avail: np.ndarray) -> np.ndarray:
-    """actions (E, N) as int64, checked against avail (E, N, A). An unavailable action is a learner
-    bug that the envs would hide: LBF plays it as "none", SMAX an impossible attack as "stop"."""
-    actions = np.asarray(actions, dtype=np.int64)
-    if actions.shape != avail.shape[:2]:
-        raise ValueError(f"actions must have shape {avail.shape[:2]}, got {actions.shape}")
-    if actions.min() < 0 or actions.max() >= avail.shape[2] or \
-            not np.take_along_axis(avail, actions[..., None], axis=2).all():
-        raise ValueError("some actions are unavailable (see avail)")
-    return actions
-
-
 class VecMultiAgentEnv:
     """num_envs copies of one env in a plain list (gymnasium's vector envs reject per-agent
     reward lists, and their next-step autoreset inserts a dummy transition). The module
@@ -612,7 +587,7 @@ class VecMultiAgentEnv:
 
 def make_vec_env(env_id: str, num_envs: int, seed: int, agent_id_feature: bool = False,
                  last_action_feature: bool = False, env_kwargs: dict | None = None,
-                 size_check=None) -> VecMultiAgentEnv:
+                 size_check=None) -> VecEnv:
     """The vectorised env for an id: what the training scripts call (same arguments as
     VecMultiAgentEnv, which it returns for every family but SMAX: ``smax:<map>`` ids get
     common.smax.SMAXVecEnv, the same interface with all envs stepped in one JAX call).

@@ -36,7 +36,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from common.envs import EnvError, checked_actions, feature_layout
+from common.vec_env import EnvError, checked_actions, feature_layout
 
 INSTALL_HINT = "pip install --no-deps -r requirements-smax.txt"
 
