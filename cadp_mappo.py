@@ -25,9 +25,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributions import Categorical
 
-from common.checkpoint import check_flags, fail, memory_check
+from common.cli import check_flags, fail
 from common.envs import make_vec_env
 from common.logger import log_confidence_matrix
+from common.memory import memory_check
 from common.run import Run
 from common.vec_env import EnvError, VecEnv
 

@@ -1,11 +1,9 @@
-"""Plumbing for long runs, shared by the three scripts: one-line errors, flag checks, an up-front
-memory check, checkpoint files (atomic writes, the last K kept, the latest found, one-line load
-errors), env snapshots, RNG states, stop signals and divergence checks.
+"""Checkpoint files and what goes in them, for common/run.py: atomic writes, the last K kept, the
+latest found, one-line load errors, env snapshots, RNG states, stop signals and divergence checks.
 
-Nothing here decides what a checkpoint holds: each script lists that itself.
+Nothing here decides what a checkpoint holds: each script names that at its Run.save_checkpoint call.
 """
 
-import dataclasses
 import io
 import math
 import os
@@ -19,74 +17,12 @@ from typing import NoReturn
 
 import numpy as np
 import torch
-import tyro
 from gymnasium.utils.ezpickle import EzPickle
+
+from common.cli import fail
 
 SUFFIX = ".cadp_model"
 _PERIODIC = re.compile(r"step_(\d+)" + re.escape(SUFFIX))
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    """One `error: ...` line on stderr, then exit: 2 for bad input (as argparse), 1 for a failed run."""
-    print(f"error: {message}", file=sys.stderr, flush=True)
-    raise SystemExit(code)
-
-
-def check_flags(args, positive=(), non_negative=(), fractions=()) -> None:
-    """fail() on the first flag outside its range, naming it as the command line spells it."""
-    for names, ok, wanted in ((positive, lambda v: v > 0, "> 0"), (non_negative, lambda v: v >= 0, ">= 0"),
-                              (fractions, lambda v: 0 <= v <= 1, "between 0 and 1")):
-        for name in names:
-            value = getattr(args, name)
-            if not ok(value):
-                fail(f"--{name.replace('_', '-')} must be {wanted}, got {value}")
-
-
-# ---- memory ----
-def _gib(n: float) -> str:
-    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
-
-
-def available_memory() -> int | None:
-    """Bytes this process can still take: the kernel's MemAvailable, capped by a cgroup v2 limit."""
-    available = None
-    try:
-        with open("/proc/meminfo") as f:
-            available = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
-    except (OSError, StopIteration, ValueError):
-        try:
-            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):
-            pass
-    try:
-        with open("/sys/fs/cgroup/memory.max") as f, open("/sys/fs/cgroup/memory.current") as g:
-            limit = f.read().strip()
-            if limit != "max":
-                left = int(limit) - int(g.read())
-                available = left if available is None else min(available, left)
-    except (OSError, ValueError):
-        pass
-    return available
-
-
-def env_nbytes(env) -> int:
-    """Bytes one env takes: its pickled size (arrays, RNGs, simulator state), at least 64 KiB (an env
-    is also Python objects that pickle does not count; None, for SMAX's few arrays per env: 64 KiB)."""
-    return max(len(snapshot(env, "") or b"") if env is not None else 0, 64 * 2**10)
-
-
-def memory_check(needs, flags: str):
-    """A size_check for make_vec_env: needs(vec_env, bytes_per_env) -> {what: bytes}; fail() naming the
-    figures and `flags` when their sum exceeds the memory available."""
-    return lambda vec_env, one_env: check_memory(needs(vec_env, env_nbytes(one_env)), flags)
-
-
-def check_memory(needs: dict[str, int], flags: str) -> None:
-    """fail() when the estimated needs exceed the memory available, with the figures and the flags to lower."""
-    available, total = available_memory(), sum(needs.values())
-    if available is not None and total > available:
-        parts = ", ".join(f"{what} {_gib(n)}" for what, n in needs.items())
-        fail(f"this run needs about {_gib(total)} of memory ({parts}) but {_gib(available)} is available; lower {flags}")
 
 
 # ---- checkpoint files ----
@@ -152,20 +88,6 @@ def load_checkpoint(path: str, script: str, models: bool = True) -> dict:
     run_dir = os.path.dirname(directory) if os.path.basename(directory) == "checkpoints" else directory
     checkpoint["path"], checkpoint["run_dir"] = path, os.path.relpath(run_dir)
     return checkpoint
-
-
-def parse_args(args_class, script: str):
-    """(args, checkpoint or None): tyro.cli(args_class); with --resume or --eval-only, that checkpoint is
-    loaded and its run's flags become the defaults, so that flags given on this command line override them."""
-    if sys.argv[-1] == "--eval-only" or any(a == "--eval-only" and b.startswith("--") for a, b in zip(sys.argv, sys.argv[1:])):
-        fail("--eval-only needs a PATH: a checkpoint, a saved model or a run directory (--eval-only runs/<run_name>)")
-    args = tyro.cli(args_class)
-    if not (args.resume or args.eval_only):
-        return args, None
-    checkpoint = load_checkpoint(args.resume or args.eval_only, script, models=not args.resume)
-    known = {field.name for field in dataclasses.fields(args_class)}  # an older version's own flags are dropped
-    saved = args_class(**{name: value for name, value in checkpoint["args"].items() if name in known})
-    return tyro.cli(args_class, default=saved), checkpoint
 
 
 def _first_line(error: Exception) -> str:

@@ -8,16 +8,34 @@ loop's counters and its live state (envs, episodes in progress, last observation
 theirs, so a resumed run gets each back under the name it was saved with, never by position.
 """
 
+import dataclasses
 import pickle
 import random
+import sys
 import time
 
 import numpy as np
 import torch
+import tyro
 
-from common.checkpoint import (Checkpointer, env_spec, fail, parse_args, restore, rng_state, save_atomic,
+from common.checkpoint import (Checkpointer, env_spec, load_checkpoint, restore, rng_state, save_atomic,
                                set_rng_state, snapshot)
+from common.cli import fail
 from common.logger import Progress, make_run_name, make_writer, print_eval_table
+
+
+def parse_args(args_class, script: str):
+    """(args, checkpoint or None): tyro.cli(args_class); with --resume or --eval-only, that checkpoint is
+    loaded and its run's flags become the defaults, so that flags given on this command line override them."""
+    if sys.argv[-1] == "--eval-only" or any(a == "--eval-only" and b.startswith("--") for a, b in zip(sys.argv, sys.argv[1:])):
+        fail("--eval-only needs a PATH: a checkpoint, a saved model or a run directory (--eval-only runs/<run_name>)")
+    args = tyro.cli(args_class)
+    if not (args.resume or args.eval_only):
+        return args, None
+    checkpoint = load_checkpoint(args.resume or args.eval_only, script, models=not args.resume)
+    known = {field.name for field in dataclasses.fields(args_class)}  # an older version's own flags are dropped
+    saved = args_class(**{name: value for name, value in checkpoint["args"].items() if name in known})
+    return tyro.cli(args_class, default=saved), checkpoint
 
 
 class Run:

@@ -1,0 +1,20 @@
+"""Bad input on the command line: one-line errors, flag range checks."""
+
+import sys
+from typing import NoReturn
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """One `error: ...` line on stderr, then exit: 2 for bad input (as argparse), 1 for a failed run."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(code)
+
+
+def check_flags(args, positive=(), non_negative=(), fractions=()) -> None:
+    """fail() on the first flag outside its range, naming it as the command line spells it."""
+    for names, ok, wanted in ((positive, lambda v: v > 0, "> 0"), (non_negative, lambda v: v >= 0, ">= 0"),
+                              (fractions, lambda v: 0 <= v <= 1, "between 0 and 1")):
+        for name in names:
+            value = getattr(args, name)
+            if not ok(value):
+                fail(f"--{name.replace('_', '-')} must be {wanted}, got {value}")
