@@ -4,7 +4,6 @@ latest found, one-line load errors, env snapshots, RNG states, stop signals and 
 Nothing here decides what a checkpoint holds: each script names that at its Run.save_checkpoint call.
 """
 
-import io
 import math
 import os
 import pickle
@@ -17,7 +16,6 @@ from typing import NoReturn
 
 import numpy as np
 import torch
-from gymnasium.utils.ezpickle import EzPickle
 
 from common.cli import fail
 
@@ -125,44 +123,21 @@ def restore(checkpoint: dict, envs, **modules) -> None:
 
 
 # ---- env snapshots and RNG states ----
-def _bare_instance(cls):
-    return cls.__new__(cls)
-
-
-def _set_instance_dict(obj, state: dict) -> None:
-    obj.__dict__.update(state)
-
-
-class _SnapshotPickler(pickle.Pickler):
-    """Pickles live objects as they are. Two exceptions to plain pickle: gymnasium's EzPickle
-    classes (mpe2, PettingZoo's sisl envs) pickle their constructor arguments, i.e. a fresh,
-    un-reset env, so they are pickled by their attributes instead; pygame objects (mpe2's render
-    canvas and font, which pickle cannot handle) are saved as None: a restored env cannot render."""
-
-    def reducer_override(self, obj):
-        if isinstance(obj, EzPickle) and not isinstance(obj, type):
-            return _bare_instance, (type(obj),), obj.__dict__, None, None, _set_instance_dict
-        if type(obj).__module__.split(".")[0] == "pygame":
-            return type(None), ()
-        return NotImplemented
-
-
 _warned: set[str] = set()
 
 
 def snapshot(obj, what: str) -> bytes | None:
     """The pickled state of `obj` (envs with their RNGs and episodes in progress), or None with a
-    warning (once) when something in it cannot be pickled."""
-    buffer = io.BytesIO()
+    warning (once) when something in it cannot be pickled. How an env pickles is its adapter's
+    business (common/envs.py: MultiAgentEnv.__getstate__)."""
     try:
-        _SnapshotPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(obj)
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as error:
         if what and what not in _warned:
             _warned.add(what)
             print(f"warning: {what} cannot be pickled ({type(error).__name__}: {error}); checkpoints hold no "
                   "env state, so a resumed run starts new episodes from a new seed", file=sys.stderr)
         return None
-    return buffer.getvalue()
 
 
 def rng_state() -> dict:

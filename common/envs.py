@@ -71,6 +71,8 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import io
+import pickle
 import pkgutil
 import re
 import warnings
@@ -79,6 +81,7 @@ from dataclasses import dataclass
 import gymnasium
 import numpy as np
 from gymnasium import spaces
+from gymnasium.utils.ezpickle import EzPickle
 
 from common.vec_env import EnvError, VecEnv, checked_actions, feature_layout  # noqa: F401 (EnvError, VecEnv: re-exported)
 
@@ -112,6 +115,16 @@ class MultiAgentEnv:
     def close(self) -> None:
         pass
 
+    # a checkpoint pickles the envs mid-episode, and a resumed run must continue that very episode
+    # (all attributes in one pickle: the suite's env and references into it, e.g. `unwrapped`, stay one object)
+    def __getstate__(self) -> dict:
+        buffer = io.BytesIO()
+        _LiveStatePickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(self.__dict__)
+        return {"live_state": buffer.getvalue()}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(pickle.loads(state["live_state"]))
+
     # ---- helpers shared by the adapters ----
     def _set_sizes(self, obs_sizes: list[int], action_counts: list[int],
                    state_dim: int | None = None) -> None:
@@ -139,6 +152,28 @@ class MultiAgentEnv:
         if seed is None:
             seed, self._seed = getattr(self, "_seed", None), None
         return seed
+
+
+def _bare_instance(cls):
+    return cls.__new__(cls)
+
+
+def _set_instance_dict(obj, state: dict) -> None:
+    obj.__dict__.update(state)
+
+
+class _LiveStatePickler(pickle.Pickler):
+    """Pickles a suite's env as it is, mid-episode. Two exceptions to plain pickle: gymnasium's EzPickle
+    classes (mpe2, PettingZoo's sisl envs) pickle their constructor arguments, i.e. a fresh, un-reset
+    env, so they are pickled by their attributes instead; pygame objects (mpe2's render canvas and
+    font, which pickle cannot handle) are saved as None: a restored env cannot render."""
+
+    def reducer_override(self, obj):
+        if isinstance(obj, EzPickle) and not isinstance(obj, type):
+            return _bare_instance, (type(obj),), obj.__dict__, None, None, _set_instance_dict
+        if type(obj).__module__.split(".")[0] == "pygame":
+            return type(None), ()
+        return NotImplemented
 
 
 def _space_sizes(env_id: str, obs_spaces, action_spaces) -> tuple[list[int], list[int]]:
