@@ -8,7 +8,7 @@ outputs action logits; a pruning loss (Eq. 3) then drives each agent's attention
 itself, so the trained actor runs decentralized: CADP(D) needs only the agent's own
 observation. The critic sees the global state (MAPPO). `grep -n "# CADP"` marks the paper's
 pieces where they happen (Eq. 1-3, the advice branch, the breakpoint, the C/D evaluation, the pruned
-actor); `--no-advice` is plain recurrent MAPPO through the same code. Results: README.md.
+actor); `--no-advice` is plain recurrent MAPPO through the same code. Docs and results: docs/cadp_mappo.md.
 """
 
 import copy

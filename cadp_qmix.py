@@ -7,7 +7,8 @@ observations (advice, Eq. 1), a branch beside its own recurrent one (the authors
 loss (Eq. 3) then drives each agent's attention onto itself, so the trained network runs
 decentralized: CADP(D) needs only the agent's own observation.
 `grep -n "# CADP"` marks the paper's pieces where they happen (Eq. 1-3, the advice branch, the
-breakpoint, the C/D evaluation, the pruned actor); `--no-advice` is plain QMIX through the same code. Results: README.md.
+breakpoint, the C/D evaluation, the pruned actor); `--no-advice` is plain QMIX through the same code.
+Docs and results: docs/cadp_qmix.md.
 """
 
 import copy
@@ -59,7 +60,7 @@ class Args:
     keep_checkpoints: int = 3
     """how many of the latest periodic checkpoints to keep"""
     checkpoint_buffer_max_mb: int = 512
-    """checkpoints include the replay buffer while it is at most this large (MiB); README: Long runs"""
+    """checkpoints include the replay buffer while it is at most this large (MiB); docs/runs.md: Long runs"""
     resume: str | None = None
     """continue the run of this checkpoint file or run directory (its latest); flags given override the run's own"""
     eval_only: str | None = None
@@ -432,7 +433,7 @@ if __name__ == "__main__":
     obs, state, avail = envs.reset()
     hidden = torch.zeros(args.num_envs, envs.n_agents, args.hidden_dim, device=device)
 
-    # ---- plumbing: a resumed run continues exactly where its checkpoint left off (README: Long runs)
+    # ---- plumbing: a resumed run continues exactly where its checkpoint left off (docs/runs.md: Long runs)
     counters, live = run.resume(dict(updates=0, next_eval=0, global_step=0),
                                 dict(envs=envs, eval_envs=eval_envs, episodes=rb.current, obs=obs, state=state,
                                      avail=avail, hidden=hidden))

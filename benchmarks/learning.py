@@ -177,7 +177,7 @@ STUDIES: dict[str, Study] = {
                             arms=tuple(arm for arm in ABLATION_ARMS if arm.suffix in ("rnn", "post_gru"))),  # for tests
 }
 
-# Rough env steps per second of one run while two share 2 cores, measured on LBF 8x8 (README: Speed);
+# Rough env steps per second of one run while two share 2 cores, measured on LBF 8x8 (docs/results.md: Speed);
 # only for ordering the jobs (longest first) and the dry run's estimate. Peers: assumed as the plain ones.
 ROUGH_SPS = {"cadp_qmix": 800, "cadp_vdn": 800, "cadp_mappo": 3_100,
              "qmix": 1_300, "vdn": 1_300, "mappo": 4_800, "peer_qmix": 1_300, "peer_vdn": 1_300, "peer_mappo": 4_800}
