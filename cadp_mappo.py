@@ -148,14 +148,33 @@ class Args:
 
 def validate(args: Args) -> None:
     """Flags that cannot work stop here, each with one `error:` line (exit code 2)."""
-    check_flags(args, positive=("total_timesteps", "learning_rate", "num_envs", "num_steps", "num_minibatches",
-                                "update_epochs", "chunk_length", "max_grad_norm", "hidden_dim", "eval_interval",
-                                "eval_episodes", "att_heads", "att_embed_dim", "keep_checkpoints", "torch_threads"),
-                non_negative=("clip_coef", "ent_coef", "vf_coef", "prune_coef", "checkpoint_interval"),
-                fractions=("gamma", "gae_lambda", "prune_start_fraction", "prune_ramp_fraction"))
+    check_flags(
+        args,
+        positive=(
+            "total_timesteps",
+            "learning_rate",
+            "num_envs",
+            "num_steps",
+            "num_minibatches",
+            "update_epochs",
+            "chunk_length",
+            "max_grad_norm",
+            "hidden_dim",
+            "eval_interval",
+            "eval_episodes",
+            "att_heads",
+            "att_embed_dim",
+            "keep_checkpoints",
+            "torch_threads",
+        ),
+        non_negative=("clip_coef", "ent_coef", "vf_coef", "prune_coef", "checkpoint_interval"),
+        fractions=("gamma", "gae_lambda", "prune_start_fraction", "prune_ramp_fraction"),
+    )
     if args.num_steps % args.chunk_length or args.num_envs * args.num_steps // args.chunk_length % args.num_minibatches:
-        fail("--num-steps must be a multiple of --chunk-length, and the chunks "
-             "(num_envs * num_steps / chunk_length) a multiple of --num-minibatches")
+        fail(
+            "--num-steps must be a multiple of --chunk-length, and the chunks "
+            "(num_envs * num_steps / chunk_length) a multiple of --num-minibatches"
+        )
 
 
 def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
@@ -221,8 +240,13 @@ class CADPAgent(nn.Module):
         if post_gru:
             # MAPPO's actor: normalized input, a LayerNorm'd ReLU MLP, a GRU (orthogonal, zero biases), LayerNorm
             self.base = nn.Sequential(
-                nn.LayerNorm(obs_dim), layer_init(nn.Linear(obs_dim, hidden_dim)), nn.ReLU(), nn.LayerNorm(hidden_dim),
-                layer_init(nn.Linear(hidden_dim, hidden_dim)), nn.ReLU(), nn.LayerNorm(hidden_dim),
+                nn.LayerNorm(obs_dim),
+                layer_init(nn.Linear(obs_dim, hidden_dim)),
+                nn.ReLU(),
+                nn.LayerNorm(hidden_dim),
+                layer_init(nn.Linear(hidden_dim, hidden_dim)),
+                nn.ReLU(),
+                nn.LayerNorm(hidden_dim),
             )
             self.gru = nn.GRU(hidden_dim, hidden_dim, batch_first=True)
             for name, parameter in self.gru.named_parameters():
@@ -241,12 +265,18 @@ class CADPAgent(nn.Module):
             # residual path that never passes through attention, so pruning cannot cut it off
             self.gru = nn.GRU(advice_dim + obs_dim, hidden_dim, batch_first=True)
             self.policy_head = nn.Sequential(
-                layer_init(nn.Linear(hidden_dim, hidden_dim)), nn.ReLU(),
+                layer_init(nn.Linear(hidden_dim, hidden_dim)),
+                nn.ReLU(),
                 layer_init(nn.Linear(hidden_dim, n_actions), std=0.01),
             )
 
-    def forward(self, obs: torch.Tensor, hidden: torch.Tensor, decentralized: bool = False,
-                episode_starts: torch.Tensor | None = None):
+    def forward(
+        self,
+        obs: torch.Tensor,
+        hidden: torch.Tensor,
+        decentralized: bool = False,
+        episode_starts: torch.Tensor | None = None,
+    ):
         """obs (batch, time, agents, obs_dim), hidden (batch, agents, hidden_dim), episode_starts
         (batch, time) bool: True where obs is an episode's first step, so the hidden state is zeroed
         before it -> logits (batch, time, agents, actions), new hidden, log-confidence
@@ -292,8 +322,10 @@ class Critic(nn.Module):
         self.agent_specific = agent_specific
         input_dim = state_dim + (obs_dim + n_agents if agent_specific else 0)
         self.net = nn.Sequential(
-            layer_init(nn.Linear(input_dim, hidden_dim)), nn.ReLU(),
-            layer_init(nn.Linear(hidden_dim, hidden_dim)), nn.ReLU(),
+            layer_init(nn.Linear(input_dim, hidden_dim)),
+            nn.ReLU(),
+            layer_init(nn.Linear(hidden_dim, hidden_dim)),
+            nn.ReLU(),
             layer_init(nn.Linear(hidden_dim, 1), std=1.0),
         )
 
@@ -325,7 +357,9 @@ class ValueNormalizer(nn.Module):
         batch_mean, batch_var, batch_count = values.mean(), values.var(unbiased=False), values.numel()
         total = self.count + batch_count
         delta = batch_mean - self.mean
-        self.var.copy_((self.var * self.count + batch_var * batch_count + delta**2 * self.count * batch_count / total) / total)
+        self.var.copy_(
+            (self.var * self.count + batch_var * batch_count + delta**2 * self.count * batch_count / total) / total
+        )
         self.mean.add_(delta * batch_count / total)
         self.count.copy_(total)
 
@@ -463,7 +497,8 @@ class DecentralizedActor(nn.Module):
         super().__init__()
         self.value = None if agent.advice is None else copy.deepcopy(agent.advice.value)
         self.base, self.gru_norm, self.advice_fc, self.merge = (
-            copy.deepcopy(m) for m in (agent.base, agent.gru_norm, agent.advice_fc, agent.merge))
+            copy.deepcopy(m) for m in (agent.base, agent.gru_norm, agent.advice_fc, agent.merge)
+        )
         # the same weights as the agent's nn.GRU, stepped once per call
         self.gru = nn.GRUCell(agent.gru.input_size, agent.gru.hidden_size)
         self.gru.load_state_dict({name.removesuffix("_l0"): p for name, p in agent.gru.state_dict().items()})
@@ -486,15 +521,26 @@ class DecentralizedActor(nn.Module):
 
 def export_decentralized_actor(agent: CADPAgent, envs: VecEnv, hidden_dim: int, run_dir: str) -> str:
     actor = DecentralizedActor(agent).cpu().eval()
-    example = (torch.zeros(2, envs.obs_dim), torch.zeros(2, hidden_dim), torch.ones(2, envs.n_actions, dtype=torch.bool))
+    example = (
+        torch.zeros(2, envs.obs_dim),
+        torch.zeros(2, hidden_dim),
+        torch.ones(2, envs.n_actions, dtype=torch.bool),
+    )
     batch = torch.export.Dim("batch")
     program = torch.export.export(actor, example, dynamic_shapes=({0: batch}, {0: batch}, {0: batch}))
     path = os.path.join(run_dir, "decentralized_actor.pt2")
     torch.export.save(program, path)
-    spec = {"env_id": envs.env_id, "n_agents": envs.n_agents, "obs_dim": envs.obs_dim, "n_actions": envs.n_actions,
-            "hidden_dim": hidden_dim, "observation_layout": envs.obs_layout, "action_mask": envs.action_mask,
-            "inputs": "one agent's obs (batch, obs_dim), hidden (batch, hidden_dim), avail (batch, n_actions) bool",
-            "outputs": "logits (batch, n_actions), hidden (batch, hidden_dim)"}
+    spec = {
+        "env_id": envs.env_id,
+        "n_agents": envs.n_agents,
+        "obs_dim": envs.obs_dim,
+        "n_actions": envs.n_actions,
+        "hidden_dim": hidden_dim,
+        "observation_layout": envs.obs_layout,
+        "action_mask": envs.action_mask,
+        "inputs": "one agent's obs (batch, obs_dim), hidden (batch, hidden_dim), avail (batch, n_actions) bool",
+        "outputs": "logits (batch, n_actions), hidden (batch, hidden_dim)",
+    }
     with open(os.path.join(run_dir, "decentralized_actor.json"), "w") as f:
         json.dump(spec, f, indent=2)
     return path
@@ -514,16 +560,29 @@ if __name__ == "__main__":
         # ---- plumbing: refuse up front what cannot fit: the rollout with the activations of its update, the envs
         def needs(envs, env_bytes):
             # per env step: the stored rollout, its chunked copy, the update's activations (~32 KB on LBF by default)
-            step_bytes = 4 * envs.n_agents * (3 * envs.obs_dim + 44 * args.hidden_dim + 4 * envs.n_actions
-                                              + 8 * args.att_heads * args.att_embed_dim) + 12 * envs.state_dim
-            return {"rollout and update": step_bytes * args.batch_size // args.num_minibatches,
-                    "envs": env_bytes * (args.num_envs + 2 * args.eval_episodes)}
+            step_bytes = (
+                4
+                * envs.n_agents
+                * (
+                    3 * envs.obs_dim
+                    + 44 * args.hidden_dim
+                    + 4 * envs.n_actions
+                    + 8 * args.att_heads * args.att_embed_dim
+                )
+                + 12 * envs.state_dim
+            )
+            return {
+                "rollout and update": step_bytes * args.batch_size // args.num_minibatches,
+                "envs": env_bytes * (args.num_envs + 2 * args.eval_episodes),
+            }
 
         fits = memory_check(needs, "--num-envs, --num-steps or --eval-episodes (or raise --num-minibatches)")
         envs = make_vec_env(args.env_id, args.num_envs, args.seed, **env_kwargs, size_check=fits)
         # C and D play from the same seeds, so their eval episodes start alike
-        eval_envs = {mode: make_vec_env(args.env_id, args.eval_episodes, args.seed + 100_000, **env_kwargs)
-                     for mode in ("centralized", "decentralized")}
+        eval_envs = {
+            mode: make_vec_env(args.env_id, args.eval_episodes, args.seed + 100_000, **env_kwargs)
+            for mode in ("centralized", "decentralized")
+        }
     except EnvError as error:
         fail(str(error))
 
@@ -535,9 +594,13 @@ if __name__ == "__main__":
     networks = dict(actor=agent, critic=critic, value_normalizer=value_normalizer, optimizer=optimizer)
     run.restore(envs, networks)  # ---- plumbing: a resumed or evaluated run's weights
     if args.eval_only:
-        run.report_eval_only({mode: evaluate(agent, mode_envs, hidden_dim, device, mode == "decentralized",
-                                             args.eval_greedy)[:2] for mode, mode_envs in eval_envs.items()},
-                             "greedy" if args.eval_greedy else "sampled")
+        run.report_eval_only(
+            {
+                mode: evaluate(agent, mode_envs, hidden_dim, device, mode == "decentralized", args.eval_greedy)[:2]
+                for mode, mode_envs in eval_envs.items()
+            },
+            "greedy" if args.eval_greedy else "sampled",
+        )
 
     # rollout storage, (time, envs, ...); step t holds what the networks saw before action t
     T, E = args.num_steps, args.num_envs
@@ -564,11 +627,21 @@ if __name__ == "__main__":
     active = torch.ones(E, n_agents, device=device)  # every agent is in a fresh episode
 
     # ---- plumbing: a resumed run continues exactly where its checkpoint left off, at the end of a rollout
-    counters, live = run.resume(dict(iteration=0, next_eval=0, global_step=0),
-                                dict(envs=envs, eval_envs=eval_envs, obs=obs, state=state, avail=avail, hidden=hidden,
-                                     episode_start=episode_start, active=active),
-                                complete=lambda saved: saved["iteration"] >= args.num_iterations)
-    iteration, next_eval, global_step = counters["iteration"], counters["next_eval"], counters["global_step"]
+    counters, live = run.resume(
+        dict(iteration=0, next_eval=0, global_step=0),
+        dict(
+            envs=envs,
+            eval_envs=eval_envs,
+            obs=obs,
+            state=state,
+            avail=avail,
+            hidden=hidden,
+            episode_start=episode_start,
+            active=active,
+        ),
+        complete=lambda saved: saved["iteration"] >= args.num_iterations,
+    )
+    next_eval, global_step = counters["next_eval"], counters["global_step"]
     if run.resumed and live is None:  # the envs could not be pickled: new episodes from a new seed
         obs, state, avail = as_tensors(*envs.reset(seed=args.seed + global_step))
     elif run.resumed:
@@ -578,7 +651,7 @@ if __name__ == "__main__":
     writer = run.writer
 
     update_seconds, timed_updates = 0.0, 0  # the PPO updates' share of the time (benchmarks/speed.py)
-    for iteration in range(iteration + 1, args.num_iterations + 1):
+    for iteration in range(counters["iteration"] + 1, args.num_iterations + 1):
         if args.anneal_lr:
             for group in optimizer.param_groups:
                 group["lr"] = (1.0 - (iteration - 1.0) / args.num_iterations) * args.learning_rate
@@ -615,22 +688,41 @@ if __name__ == "__main__":
         with torch.no_grad():
             values = value_normalizer.denormalize(values_buf)  # (time, envs, agents), return units
             last_values = value_normalizer.denormalize(critic(state, obs))
-            advantages = compute_gae(rewards_buf, values, last_values, final_values_buf, terminated_buf,
-                                     truncated_buf, args.gamma, args.gae_lambda)
+            advantages = compute_gae(
+                rewards_buf,
+                values,
+                last_values,
+                final_values_buf,
+                terminated_buf,
+                truncated_buf,
+                args.gamma,
+                args.gae_lambda,
+            )
             returns = advantages + values
             value_normalizer.update(returns)
             targets = value_normalizer.normalize(returns)
 
         # training sequences: (chunks, chunk_length, ...), each starting from the GRU state stored at its start
-        chunk = {name: to_chunks(buffer, args.chunk_length) for name, buffer in dict(
-            obs=obs_buf, state=state_buf, avail=avail_buf, episode_starts=episode_start_buf, actions=actions_buf,
-            log_probs=log_probs_buf, values=values_buf, advantages=advantages, targets=targets,
-            active=active_buf).items()}
+        chunk = {
+            name: to_chunks(buffer, args.chunk_length)
+            for name, buffer in dict(
+                obs=obs_buf,
+                state=state_buf,
+                avail=avail_buf,
+                episode_starts=episode_start_buf,
+                actions=actions_buf,
+                log_probs=log_probs_buf,
+                values=values_buf,
+                advantages=advantages,
+                targets=targets,
+                active=active_buf,
+            ).items()
+        }
         chunk["hidden"] = to_chunks(hidden_buf, args.chunk_length)[:, 0]
         prune_coef = prune_coef_at(global_step, args)
         minibatch_chunks = args.num_chunks // args.num_minibatches
         clipfracs = []
-        for epoch in range(args.update_epochs):
+        for _ in range(args.update_epochs):
             order = torch.randperm(args.num_chunks, device=device)
             for start in range(0, args.num_chunks, minibatch_chunks):
                 mb = {name: tensor[order[start : start + minibatch_chunks]] for name, tensor in chunk.items()}
@@ -641,7 +733,8 @@ if __name__ == "__main__":
                     living = mb_advantages[mb_active.bool()]
                     mb_advantages = (mb_advantages - living.mean()) / (living.std() + 1e-8)
                 policy_loss, approx_kl, clipfrac = ppo_policy_loss(
-                    policy.log_prob(mb["actions"]), mb["log_probs"], mb_advantages, mb_active, args.clip_coef)
+                    policy.log_prob(mb["actions"]), mb["log_probs"], mb_advantages, mb_active, args.clip_coef
+                )
                 entropy = masked_mean(policy.entropy(), mb_active)
                 actor_loss = policy_loss - args.ent_coef * entropy
                 if log_confidence is not None:
@@ -650,16 +743,21 @@ if __name__ == "__main__":
                     prune_loss = pruning_loss(log_confidence, every_step, args.prune_loss_scale)
                     actor_loss = actor_loss + prune_coef * prune_loss
                 new_values = critic(mb["state"], mb["obs"])
-                v_loss = value_loss(new_values, mb["values"], mb["targets"], mb_active, args.clip_coef,
-                                    args.clip_vloss)
+                v_loss = value_loss(new_values, mb["values"], mb["targets"], mb_active, args.clip_coef, args.clip_vloss)
 
                 optimizer.zero_grad()
                 (actor_loss + args.vf_coef * v_loss).backward()
                 # clipped apart, as MAPPO's two optimizers do: large value gradients must not shrink the policy's
                 grad_norm = nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
                 nn.utils.clip_grad_norm_(critic.parameters(), args.max_grad_norm)
-                run.check_finite(global_step, policy_loss=policy_loss, value_loss=v_loss, entropy=entropy,  # plumbing
-                                 prune_loss=prune_loss if log_confidence is not None else 0.0, grad_norm=grad_norm)
+                run.check_finite(
+                    global_step,
+                    policy_loss=policy_loss,
+                    value_loss=v_loss,
+                    entropy=entropy,  # plumbing
+                    prune_loss=prune_loss if log_confidence is not None else 0.0,
+                    grad_norm=grad_norm,
+                )
                 optimizer.step()
                 clipfracs.append(clipfrac.item())
             if args.target_kl is not None and approx_kl > args.target_kl:
@@ -690,29 +788,48 @@ if __name__ == "__main__":
             next_eval += args.eval_interval
             results = {}
             for mode, mode_envs in eval_envs.items():  # CADP: both models, C (advice) and D (z_i = v_i)
-                mean_return, win_rate, confidence = evaluate(agent, mode_envs, hidden_dim, device,
-                                                             mode == "decentralized", args.eval_greedy)
+                mean_return, win_rate, confidence = evaluate(
+                    agent, mode_envs, hidden_dim, device, mode == "decentralized", args.eval_greedy
+                )
                 results[mode] = mean_return
                 writer.add_scalar(f"eval/{mode}_episodic_return", mean_return, global_step)
                 if win_rate is not None:
                     writer.add_scalar(f"eval/{mode}_win_rate", win_rate, global_step)
                 if confidence is not None:  # CADP: whom each agent listens to; pruning moves it onto the diagonal
                     log_confidence_matrix(writer, run.run_dir, confidence, global_step)
-            run.progress.write(f"step {global_step}: eval return CADP(C) {results['centralized']:.3f}, "
-                           f"CADP(D) {results['decentralized']:.3f}")
+            run.progress.write(
+                f"step {global_step}: eval return CADP(C) {results['centralized']:.3f}, "
+                f"CADP(D) {results['decentralized']:.3f}"
+            )
         run.progress.update(global_step, prune_coef=prune_coef)
         # ---- plumbing: every --checkpoint-interval steps, and on SIGINT/SIGTERM (then exits): all that
         # continuing this run exactly needs, by name
         if run.checkpoint_due(global_step):
-            run.save_checkpoint(global_step, networks, dict(iteration=iteration, next_eval=next_eval),
-                                dict(envs=envs, eval_envs=eval_envs, obs=obs, state=state, avail=avail, hidden=hidden,
-                                     episode_start=episode_start, active=active))
+            run.save_checkpoint(
+                global_step,
+                networks,
+                dict(iteration=iteration, next_eval=next_eval),
+                dict(
+                    envs=envs,
+                    eval_envs=eval_envs,
+                    obs=obs,
+                    state=state,
+                    avail=avail,
+                    hidden=hidden,
+                    episode_start=episode_start,
+                    active=active,
+                ),
+            )
 
     run.progress.close()
-    print(f"final eval after {global_step} steps ({time.time() - run.start_time:.0f} s): "
-          f"CADP(C) return {results['centralized']:.3f}, CADP(D) return {results['decentralized']:.3f}")
+    print(
+        f"final eval after {global_step} steps ({time.time() - run.start_time:.0f} s): "
+        f"CADP(C) return {results['centralized']:.3f}, CADP(D) return {results['decentralized']:.3f}"
+    )
     if args.save_model:  # ---- plumbing: the weights (torch.load(..., weights_only=True)) and the CADP(D) actor
-        model_path = run.save_model(global_step, envs, dict(actor=agent, critic=critic, value_normalizer=value_normalizer))
+        model_path = run.save_model(
+            global_step, envs, dict(actor=agent, critic=critic, value_normalizer=value_normalizer)
+        )
         actor_path = export_decentralized_actor(agent, envs, hidden_dim, run.run_dir)
         print(f"model saved to {model_path}; decentralized actor exported to {actor_path}")
     run.close(envs, eval_envs)

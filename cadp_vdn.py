@@ -134,12 +134,35 @@ class Args:
 
 def validate(args: Args) -> None:
     """Flags that cannot work stop here, each with one `error:` line (exit code 2)."""
-    check_flags(args, positive=("total_timesteps", "learning_rate", "num_envs", "buffer_size", "batch_size",
-                                "target_network_frequency", "max_grad_norm", "hidden_dim", "eval_interval",
-                                "eval_episodes", "att_heads", "att_embed_dim", "keep_checkpoints", "torch_threads"),
-                non_negative=("learning_starts", "prune_coef", "checkpoint_interval", "checkpoint_buffer_max_mb"),
-                fractions=("gamma", "start_e", "end_e", "exploration_fraction", "prune_start_fraction",
-                           "prune_ramp_fraction", "eval_epsilon"))
+    check_flags(
+        args,
+        positive=(
+            "total_timesteps",
+            "learning_rate",
+            "num_envs",
+            "buffer_size",
+            "batch_size",
+            "target_network_frequency",
+            "max_grad_norm",
+            "hidden_dim",
+            "eval_interval",
+            "eval_episodes",
+            "att_heads",
+            "att_embed_dim",
+            "keep_checkpoints",
+            "torch_threads",
+        ),
+        non_negative=("learning_starts", "prune_coef", "checkpoint_interval", "checkpoint_buffer_max_mb"),
+        fractions=(
+            "gamma",
+            "start_e",
+            "end_e",
+            "exploration_fraction",
+            "prune_start_fraction",
+            "prune_ramp_fraction",
+            "eval_epsilon",
+        ),
+    )
     if args.exploration_steps is not None and args.exploration_steps < 0:
         fail(f"--exploration-steps must be >= 0, got {args.exploration_steps}")
     if args.batch_size > args.buffer_size:
@@ -307,8 +330,14 @@ def evaluate(agent, envs: VecEnv, hidden_dim: int, device, decentralized: bool, 
     returns, wins = np.zeros(envs.num_envs), np.zeros(envs.num_envs)
     confidence, steps = 0.0, 0
     while not finished.all():
-        actions, hidden = select_actions(agent, torch.as_tensor(obs, device=device), hidden,
-                                         torch.as_tensor(avail, device=device), epsilon, decentralized)
+        actions, hidden = select_actions(
+            agent,
+            torch.as_tensor(obs, device=device),
+            hidden,
+            torch.as_tensor(avail, device=device),
+            epsilon,
+            decentralized,
+        )
         if agent.advice is not None and not decentralized:  # CADP Eq. 1's c, over the envs still in their episode
             confidence = confidence + agent.advice(torch.as_tensor(obs[~finished], device=device))[1].exp().sum(dim=0)
             steps += int((~finished).sum())
@@ -354,15 +383,26 @@ class DecentralizedActor(nn.Module):
 
 def export_decentralized_actor(agent: CADPAgent, envs: VecEnv, hidden_dim: int, run_dir: str) -> str:
     actor = DecentralizedActor(agent).cpu().eval()
-    example = (torch.zeros(2, envs.obs_dim), torch.zeros(2, hidden_dim), torch.ones(2, envs.n_actions, dtype=torch.bool))
+    example = (
+        torch.zeros(2, envs.obs_dim),
+        torch.zeros(2, hidden_dim),
+        torch.ones(2, envs.n_actions, dtype=torch.bool),
+    )
     batch = torch.export.Dim("batch")
     program = torch.export.export(actor, example, dynamic_shapes=({0: batch}, {0: batch}, {0: batch}))
     path = os.path.join(run_dir, "decentralized_actor.pt2")
     torch.export.save(program, path)
-    spec = {"env_id": envs.env_id, "n_agents": envs.n_agents, "obs_dim": envs.obs_dim, "n_actions": envs.n_actions,
-            "hidden_dim": hidden_dim, "observation_layout": envs.obs_layout, "action_mask": envs.action_mask,
-            "inputs": "one agent's obs (batch, obs_dim), hidden (batch, hidden_dim), avail (batch, n_actions) bool",
-            "outputs": "q_values (batch, n_actions), hidden (batch, hidden_dim)"}
+    spec = {
+        "env_id": envs.env_id,
+        "n_agents": envs.n_agents,
+        "obs_dim": envs.obs_dim,
+        "n_actions": envs.n_actions,
+        "hidden_dim": hidden_dim,
+        "observation_layout": envs.obs_layout,
+        "action_mask": envs.action_mask,
+        "inputs": "one agent's obs (batch, obs_dim), hidden (batch, hidden_dim), avail (batch, n_actions) bool",
+        "outputs": "q_values (batch, n_actions), hidden (batch, hidden_dim)",
+    }
     with open(os.path.join(run_dir, "decentralized_actor.json"), "w") as f:
         json.dump(spec, f, indent=2)
     return path
@@ -376,13 +416,19 @@ if __name__ == "__main__":
     try:
         env_kwargs = dict(agent_id_feature=args.obs_agent_id, last_action_feature=args.obs_last_action)
         # ---- plumbing: refuse up front what cannot fit: the replay buffer (and the episodes in progress), the envs
-        fits = memory_check(lambda envs, env_bytes: {
-            "replay buffer": EpisodeBuffer.nbytes_per_episode(envs) * (args.buffer_size + args.num_envs),
-            "envs": env_bytes * (args.num_envs + 2 * args.eval_episodes)}, "--buffer-size, --num-envs or --eval-episodes")
+        fits = memory_check(
+            lambda envs, env_bytes: {
+                "replay buffer": EpisodeBuffer.nbytes_per_episode(envs) * (args.buffer_size + args.num_envs),
+                "envs": env_bytes * (args.num_envs + 2 * args.eval_episodes),
+            },
+            "--buffer-size, --num-envs or --eval-episodes",
+        )
         envs = make_vec_env(args.env_id, args.num_envs, args.seed, **env_kwargs, size_check=fits)
         # C and D play from the same seeds, so their eval episodes start alike
-        eval_envs = {mode: make_vec_env(args.env_id, args.eval_episodes, args.seed + 100_000, **env_kwargs)
-                     for mode in ("centralized", "decentralized")}
+        eval_envs = {
+            mode: make_vec_env(args.env_id, args.eval_episodes, args.seed + 100_000, **env_kwargs)
+            for mode in ("centralized", "decentralized")
+        }
     except EnvError as error:
         fail(str(error))
 
@@ -396,16 +442,23 @@ if __name__ == "__main__":
     networks = dict(agent=agent, target_agent=target_agent, optimizer=optimizer)
     run.restore(envs, networks)  # ---- plumbing: a resumed or evaluated run's weights
     if args.eval_only:
-        run.report_eval_only({mode: evaluate(agent, mode_envs, args.hidden_dim, device, mode == "decentralized",
-                                             args.eval_epsilon)[:2] for mode, mode_envs in eval_envs.items()})
+        run.report_eval_only(
+            {
+                mode: evaluate(agent, mode_envs, args.hidden_dim, device, mode == "decentralized", args.eval_epsilon)[
+                    :2
+                ]
+                for mode, mode_envs in eval_envs.items()
+            }
+        )
     rb = EpisodeBuffer(args.buffer_size, envs, args.num_envs)
     obs, state, avail = envs.reset()
     hidden = torch.zeros(args.num_envs, envs.n_agents, args.hidden_dim, device=device)
 
     # ---- plumbing: a resumed run continues exactly where its checkpoint left off (docs/runs.md: Long runs)
-    counters, live = run.resume(dict(updates=0, next_eval=0, global_step=0),
-                                dict(envs=envs, eval_envs=eval_envs, episodes=rb.current, obs=obs, state=state,
-                                     avail=avail, hidden=hidden))
+    counters, live = run.resume(
+        dict(updates=0, next_eval=0, global_step=0),
+        dict(envs=envs, eval_envs=eval_envs, episodes=rb.current, obs=obs, state=state, avail=avail, hidden=hidden),
+    )
     updates, next_eval, global_step = counters["updates"], counters["next_eval"], counters["global_step"]
     if run.resumed:
         rb.load_state_dict(run.checkpoint["buffer"])
@@ -421,15 +474,26 @@ if __name__ == "__main__":
     while global_step < args.total_timesteps:
         epsilon = linear_schedule(args.start_e, args.end_e, exploration_duration(args), global_step)
         with torch.no_grad():
-            actions, hidden = select_actions(agent, torch.as_tensor(obs, device=device), hidden,
-                                             torch.as_tensor(avail, device=device), epsilon)
+            actions, hidden = select_actions(
+                agent, torch.as_tensor(obs, device=device), hidden, torch.as_tensor(avail, device=device), epsilon
+            )
         actions = actions.cpu().numpy()
         next_obs, next_state, next_avail, reward, terminated, truncated, info = envs.step(actions)
         global_step += args.num_envs
         done = terminated | truncated
         # what followed the actions: the finished episode's last step where an env has just auto-reset
-        rb.add_step(obs, state, avail, actions, reward, terminated, info["final_obs"], info["final_state"],
-                    info["final_avail"], done)
+        rb.add_step(
+            obs,
+            state,
+            avail,
+            actions,
+            reward,
+            terminated,
+            info["final_obs"],
+            info["final_state"],
+            info["final_avail"],
+            done,
+        )
         obs, state, avail = next_obs, next_state, next_avail
 
         for env_index in np.flatnonzero(done):
@@ -474,8 +538,12 @@ if __name__ == "__main__":
                 optimizer.zero_grad()
                 loss.backward()
                 grad_norm = nn.utils.clip_grad_norm_(parameters, args.max_grad_norm)
-                run.check_finite(global_step, td_loss=td_loss, grad_norm=grad_norm,  # ---- plumbing: divergence
-                                 prune_loss=prune_loss if log_confidence is not None else 0.0)
+                run.check_finite(
+                    global_step,
+                    td_loss=td_loss,
+                    grad_norm=grad_norm,  # ---- plumbing: divergence
+                    prune_loss=prune_loss if log_confidence is not None else 0.0,
+                )
                 optimizer.step()
                 updates += 1
                 if updates % args.target_network_frequency == 0:
@@ -484,7 +552,9 @@ if __name__ == "__main__":
                 if updates % 20 == 0:
                     writer.add_scalar("losses/td_loss", td_loss.item(), global_step)
                     writer.add_scalar("losses/q_values", ((q_total * mask).sum() / mask.sum()).item(), global_step)
-                    writer.add_scalar("losses/target_q_values", ((td_target * mask).sum() / mask.sum()).item(), global_step)
+                    writer.add_scalar(
+                        "losses/target_q_values", ((td_target * mask).sum() / mask.sum()).item(), global_step
+                    )
                     writer.add_scalar("losses/grad_norm", grad_norm.item(), global_step)
                     writer.add_scalar("charts/epsilon", epsilon, global_step)
                     writer.add_scalar("charts/SPS", run.sps(global_step), global_step)
@@ -492,7 +562,11 @@ if __name__ == "__main__":
                         writer.add_scalar("charts/update_time_ms", 1000 * update_seconds / timed_updates, global_step)
                     if log_confidence is not None:
                         self_weight = log_confidence[:, :-1].diagonal(dim1=-2, dim2=-1).exp().mean(dim=(-2, -1))
-                        writer.add_scalar("charts/self_attention_weight", ((self_weight * mask).sum() / mask.sum()).item(), global_step)
+                        writer.add_scalar(
+                            "charts/self_attention_weight",
+                            ((self_weight * mask).sum() / mask.sum()).item(),
+                            global_step,
+                        )
                         writer.add_scalar("losses/prune_loss", prune_loss.item(), global_step)
                         writer.add_scalar("charts/prune_coef", prune_coef, global_step)
             update_seconds += time.perf_counter() - update_start
@@ -502,28 +576,44 @@ if __name__ == "__main__":
             next_eval += args.eval_interval
             results = {}
             for mode, mode_envs in eval_envs.items():  # CADP: both models, C (advice) and D (z_i = v_i)
-                mean_return, win_rate, confidence = evaluate(agent, mode_envs, args.hidden_dim, device,
-                                                             mode == "decentralized", args.eval_epsilon)
+                mean_return, win_rate, confidence = evaluate(
+                    agent, mode_envs, args.hidden_dim, device, mode == "decentralized", args.eval_epsilon
+                )
                 results[mode] = mean_return
                 writer.add_scalar(f"eval/{mode}_episodic_return", mean_return, global_step)
                 if win_rate is not None:
                     writer.add_scalar(f"eval/{mode}_win_rate", win_rate, global_step)
                 if confidence is not None:  # CADP: whom each agent listens to; pruning moves it onto the diagonal
                     log_confidence_matrix(writer, run.run_dir, confidence, global_step)
-            run.progress.write(f"step {global_step}: eval return CADP(C) {results['centralized']:.3f}, "
-                           f"CADP(D) {results['decentralized']:.3f}")
+            run.progress.write(
+                f"step {global_step}: eval return CADP(C) {results['centralized']:.3f}, "
+                f"CADP(D) {results['decentralized']:.3f}"
+            )
         run.progress.update(global_step, epsilon=epsilon)
         # ---- plumbing: every --checkpoint-interval steps, and on SIGINT/SIGTERM (then exits): all that
         # continuing this run exactly needs, by name
         if run.checkpoint_due(global_step):
-            run.save_checkpoint(global_step, networks, dict(updates=updates, next_eval=next_eval),
-                                dict(envs=envs, eval_envs=eval_envs, episodes=rb.current, obs=obs, state=state,
-                                     avail=avail, hidden=hidden),
-                                buffer=rb.state_dict(args.checkpoint_buffer_max_mb * 2**20))
+            run.save_checkpoint(
+                global_step,
+                networks,
+                dict(updates=updates, next_eval=next_eval),
+                dict(
+                    envs=envs,
+                    eval_envs=eval_envs,
+                    episodes=rb.current,
+                    obs=obs,
+                    state=state,
+                    avail=avail,
+                    hidden=hidden,
+                ),
+                buffer=rb.state_dict(args.checkpoint_buffer_max_mb * 2**20),
+            )
 
     run.progress.close()
-    print(f"final eval after {global_step} steps ({time.time() - run.start_time:.0f} s): "
-          f"CADP(C) return {results['centralized']:.3f}, CADP(D) return {results['decentralized']:.3f}")
+    print(
+        f"final eval after {global_step} steps ({time.time() - run.start_time:.0f} s): "
+        f"CADP(C) return {results['centralized']:.3f}, CADP(D) return {results['decentralized']:.3f}"
+    )
     if args.save_model:  # ---- plumbing: the weights (torch.load(..., weights_only=True)) and the CADP(D) actor
         model_path = run.save_model(global_step, envs, dict(agent=agent))
         actor_path = export_decentralized_actor(agent, envs, args.hidden_dim, run.run_dir)

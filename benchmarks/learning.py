@@ -4,10 +4,11 @@ A study is a grid of jobs: env ids x scripts x seeds x {advice, no advice}, plus
 implementation (pymarlzooplus, through benchmarks/peer.py). An ablation study (`ablation`) has arms
 instead of {advice, no advice}: a label and the script's flags each (ABLATION_ARMS). Each job trains
 as a subprocess in its own directory, benchmarks/runs/{study}/{job}/ (one torch thread, output in
-log.txt; no checkpoints, except in a study with a checkpoint_interval, such as `smax`, whose interrupted
-jobs continue from their newest checkpoint when the study runs again). After each job, the TensorBoard scalars of every finished job go
-into one CSV, benchmarks/results/learning_{study}.csv, listed with their signatures in a manifest
-beside it, learning_{study}.jobs.json, and benchmarks/plot.py redraws the curves and the table. A
+log.txt; no checkpoints, except in a study with a checkpoint_interval, such as `smax`, whose
+interrupted jobs continue from their newest checkpoint when the study runs again). After each job,
+the TensorBoard scalars of every finished job go into one CSV, benchmarks/results/learning_{study}.csv,
+listed with their signatures in a manifest beside it, learning_{study}.jobs.json, and
+benchmarks/plot.py redraws the curves and the table. A
 job is finished when its job directory or the manifest says so, with its current signature: a
 study that was stopped resumes where it stopped, here or in another clone that has the results.
 
@@ -65,7 +66,9 @@ PPO_LBF = Budget(total_timesteps=200_000, eval_interval=10_000, eval_episodes=32
 PPO = Budget(total_timesteps=300_000, eval_interval=10_000, eval_episodes=32)
 # RWARE: 500-step episodes; the default 5000-episode replay would take ~3 GB per run, and 32 eval
 # episodes every 10k steps would play more steps than training does
-RWARE_Q_LEARNING = Budget(total_timesteps=100_000, eval_interval=25_000, eval_episodes=8, flags=("--buffer-size", "1000"))
+RWARE_Q_LEARNING = Budget(
+    total_timesteps=100_000, eval_interval=25_000, eval_episodes=8, flags=("--buffer-size", "1000")
+)
 RWARE_PPO = Budget(total_timesteps=100_000, eval_interval=25_000, eval_episodes=8)
 SMOKE = Budget(total_timesteps=200, eval_interval=100, eval_episodes=2, flags=("--num-envs", "2"))
 BUDGETS: dict[tuple[str, str], Budget] = {
@@ -112,14 +115,28 @@ ABLATION_PRUNE_START = "0.67"
 # Checkpoints every SMAX_CHECKPOINT_INTERVAL steps, so an interrupted run continues where it stopped.
 SMAX_5M = "smax:5m_vs_6m"
 SMAX_3S5Z = "smax:3s5z_vs_3s6z"
-SMAX_Q_5M = Budget(total_timesteps=1_050_000, eval_interval=20_000, eval_episodes=32,
-                   flags=("--exploration-steps", "50000", "--prune-start-fraction", "0.6667"))
-SMAX_Q_3S5Z = Budget(total_timesteps=4_000_000, eval_interval=50_000, eval_episodes=32,
-                     flags=("--exploration-steps", "500000", "--prune-start-fraction", "0.75"))
-SMAX_PPO_5M = Budget(total_timesteps=10_000_000, eval_interval=100_000, eval_episodes=32,
-                     flags=("--prune-start-fraction", "0.6", "--clip-coef", "0.05", "--update-epochs", "10"))
+SMAX_Q_5M = Budget(
+    total_timesteps=1_050_000,
+    eval_interval=20_000,
+    eval_episodes=32,
+    flags=("--exploration-steps", "50000", "--prune-start-fraction", "0.6667"),
+)
+SMAX_Q_3S5Z = Budget(
+    total_timesteps=4_000_000,
+    eval_interval=50_000,
+    eval_episodes=32,
+    flags=("--exploration-steps", "500000", "--prune-start-fraction", "0.75"),
+)
+SMAX_PPO_5M = Budget(
+    total_timesteps=10_000_000,
+    eval_interval=100_000,
+    eval_episodes=32,
+    flags=("--prune-start-fraction", "0.6", "--clip-coef", "0.05", "--update-epochs", "10"),
+)
 SMAX_BUDGETS: dict[tuple[str, str], Budget] = {
-    ("cadp_qmix", SMAX_5M): SMAX_Q_5M, ("cadp_vdn", SMAX_5M): SMAX_Q_5M, ("cadp_qmix", SMAX_3S5Z): SMAX_Q_3S5Z,
+    ("cadp_qmix", SMAX_5M): SMAX_Q_5M,
+    ("cadp_vdn", SMAX_5M): SMAX_Q_5M,
+    ("cadp_qmix", SMAX_3S5Z): SMAX_Q_3S5Z,
     ("cadp_mappo", SMAX_5M): SMAX_PPO_5M,
 }
 SMAX_CHECKPOINT_INTERVAL = 50_000
@@ -128,6 +145,7 @@ SMAX_CHECKPOINT_INTERVAL = 50_000
 @dataclass(frozen=True)
 class Arm:
     """One arm of an ablation: labelled `{base}_{suffix}` without advice (qmix_rnn), else `cadp_{base}_{suffix}`."""
+
     suffix: str
     advice: bool
     flags: tuple[str, ...]  # the script's, after the budget's; `--no-advice` comes from `advice`
@@ -160,33 +178,65 @@ class Study:
 
 
 STUDIES: dict[str, Study] = {
-    "lbf": Study(env_ids=("lbforaging:Foraging-8x8-2p-3f-v3", "lbforaging:Foraging-2s-8x8-2p-3f-v3"),
-                 peers=("qmix", "mappo")),
+    "lbf": Study(
+        env_ids=("lbforaging:Foraging-8x8-2p-3f-v3", "lbforaging:Foraging-2s-8x8-2p-3f-v3"), peers=("qmix", "mappo")
+    ),
     "rware": Study(env_ids=("rware:rware-tiny-2ag-v2",)),
     "mpe": Study(env_ids=("mpe2:simple_spread_v3",)),
     "smoke": Study(env_ids=("matrix:two_step",), seeds=(1,)),  # seconds per job: for tests
-    "ablation": Study(env_ids=(ABLATION_LBF, ABLATION_SMAX), scripts=("cadp_qmix", "cadp_mappo"),
-                      seeds=(1, 2, 3, 4, 5), arms=ABLATION_ARMS, budgets=ABLATION_BUDGETS),
+    "ablation": Study(
+        env_ids=(ABLATION_LBF, ABLATION_SMAX),
+        scripts=("cadp_qmix", "cadp_mappo"),
+        seeds=(1, 2, 3, 4, 5),
+        arms=ABLATION_ARMS,
+        budgets=ABLATION_BUDGETS,
+    ),
     # the paper's items in order (issue order: 5m_vs_6m QMIX, VDN, 3s5z_vs_3s6z QMIX, MAPPO), 3 seeds
     # each, then QMIX's seeds 4 and 5 on 5m_vs_6m
-    "smax": Study(env_ids=(SMAX_5M, SMAX_3S5Z), budgets=SMAX_BUDGETS, checkpoint_interval=SMAX_CHECKPOINT_INTERVAL,
-                  plan=((SMAX_5M, "cadp_qmix", (1, 2, 3)), (SMAX_5M, "cadp_vdn", (1, 2, 3)),
-                        (SMAX_3S5Z, "cadp_qmix", (1, 2, 3)), (SMAX_5M, "cadp_mappo", (1, 2, 3)),
-                        (SMAX_5M, "cadp_qmix", (4, 5)))),
-    "ablation-smoke": Study(env_ids=("matrix:two_step",), scripts=("cadp_qmix", "cadp_mappo"), seeds=(1,),
-                            arms=tuple(arm for arm in ABLATION_ARMS if arm.suffix in ("rnn", "post_gru"))),  # for tests
+    "smax": Study(
+        env_ids=(SMAX_5M, SMAX_3S5Z),
+        budgets=SMAX_BUDGETS,
+        checkpoint_interval=SMAX_CHECKPOINT_INTERVAL,
+        plan=(
+            (SMAX_5M, "cadp_qmix", (1, 2, 3)),
+            (SMAX_5M, "cadp_vdn", (1, 2, 3)),
+            (SMAX_3S5Z, "cadp_qmix", (1, 2, 3)),
+            (SMAX_5M, "cadp_mappo", (1, 2, 3)),
+            (SMAX_5M, "cadp_qmix", (4, 5)),
+        ),
+    ),
+    "ablation-smoke": Study(
+        env_ids=("matrix:two_step",),
+        scripts=("cadp_qmix", "cadp_mappo"),
+        seeds=(1,),
+        arms=tuple(arm for arm in ABLATION_ARMS if arm.suffix in ("rnn", "post_gru")),
+    ),  # for tests
 }
 
 # Rough env steps per second of one run while two share 2 cores, measured on LBF 8x8 (docs/results.md: Speed);
 # only for ordering the jobs (longest first) and the dry run's estimate. Peers: assumed as the plain ones.
-ROUGH_SPS = {"cadp_qmix": 800, "cadp_vdn": 800, "cadp_mappo": 3_100,
-             "qmix": 1_300, "vdn": 1_300, "mappo": 4_800, "peer_qmix": 1_300, "peer_vdn": 1_300, "peer_mappo": 4_800}
+ROUGH_SPS = {
+    "cadp_qmix": 800,
+    "cadp_vdn": 800,
+    "cadp_mappo": 3_100,
+    "qmix": 1_300,
+    "vdn": 1_300,
+    "mappo": 4_800,
+    "peer_qmix": 1_300,
+    "peer_vdn": 1_300,
+    "peer_mappo": 4_800,
+}
 # SMAX 5m_vs_6m (a 1.05M-step CADP-QMIX run took about two hours on one core, plain QMIX about half); MAPPO
 # there: not measured yet, the LBF figure above
 ROUGH_SPS_SMAX = {"cadp_qmix": 145, "cadp_vdn": 145, "qmix": 290, "vdn": 290}
 # besides every eval/ tag; the last three are logged by advice runs (pruning) and on envs with wins
-KEPT_TAGS = ("charts/episodic_return", "charts/SPS", "charts/self_attention_weight", "charts/prune_coef",
-             "charts/win_rate")
+KEPT_TAGS = (
+    "charts/episodic_return",
+    "charts/SPS",
+    "charts/self_attention_weight",
+    "charts/prune_coef",
+    "charts/win_rate",
+)
 TRAINING_POINTS = 200  # charts/ tags: the mean over at most this many step bins per run, to keep the CSV small
 CSV_COLUMNS = ["study", "env_id", "algo", "script", "advice", "seed", "tag", "step", "wall_time_s", "value"]
 PEER = "peer"
@@ -211,17 +261,41 @@ class Job:
     def flags(self) -> list[str]:
         """The script's command-line flags."""
         b = self.budget
-        return ["--env-id", self.env_id, "--seed", str(self.seed), "--total-timesteps", str(b.total_timesteps),
-                "--eval-interval", str(b.eval_interval), "--eval-episodes", str(b.eval_episodes),
-                "--torch-threads", "1", "--checkpoint-interval", str(self.checkpoint_interval),
-                *([] if self.advice else ["--no-advice"]), *b.flags, *self.arm_flags]
+        return [
+            "--env-id",
+            self.env_id,
+            "--seed",
+            str(self.seed),
+            "--total-timesteps",
+            str(b.total_timesteps),
+            "--eval-interval",
+            str(b.eval_interval),
+            "--eval-episodes",
+            str(b.eval_episodes),
+            "--torch-threads",
+            "1",
+            "--checkpoint-interval",
+            str(self.checkpoint_interval),
+            *([] if self.advice else ["--no-advice"]),
+            *b.flags,
+            *self.arm_flags,
+        ]
 
     def signature(self) -> str:
         """What the run was asked to do; a finished job is skipped only while this stays the same."""
         if self.script == PEER:
             b = self.budget
-            return json.dumps(["peer.run_learning", self.algo.removeprefix("peer_"), self.env_id, self.seed,
-                               b.total_timesteps, b.eval_interval, b.eval_episodes])
+            return json.dumps(
+                [
+                    "peer.run_learning",
+                    self.algo.removeprefix("peer_"),
+                    self.env_id,
+                    self.seed,
+                    b.total_timesteps,
+                    b.eval_interval,
+                    b.eval_episodes,
+                ]
+            )
         return json.dumps([f"{self.script}.py", *self.flags()])
 
     def rough_seconds(self) -> float:
@@ -248,8 +322,17 @@ def expand_plan(study_name: str, study: Study, seeds=None) -> list[Job]:
     for env_id, script, plan_seeds in study.plan:
         for seed in seeds or plan_seeds:
             for advice in (True, False):
-                jobs.append(Job(study_name, env_id, script, script if advice else script.removeprefix("cadp_"),
-                                advice, seed, budget_of(study, script, env_id)))
+                jobs.append(
+                    Job(
+                        study_name,
+                        env_id,
+                        script,
+                        script if advice else script.removeprefix("cadp_"),
+                        advice,
+                        seed,
+                        budget_of(study, script, env_id),
+                    )
+                )
     return list(dict.fromkeys(jobs))  # --seeds: an item's seeds once
 
 
@@ -261,10 +344,23 @@ def expand_arms(study_name: str, study: Study, seeds) -> list[Job]:
         for seed in seeds:
             for env_id in study.env_ids:
                 for arm in study.arms:
-                    flags = arm.flags if "--prune-start-fraction" in arm.flags else \
-                        (*arm.flags, "--prune-start-fraction", ABLATION_PRUNE_START)
-                    jobs.append(Job(study_name, env_id, script, arm.label(script), arm.advice, seed,
-                                    budget_of(study, script, env_id), flags))
+                    flags = (
+                        arm.flags
+                        if "--prune-start-fraction" in arm.flags
+                        else (*arm.flags, "--prune-start-fraction", ABLATION_PRUNE_START)
+                    )
+                    jobs.append(
+                        Job(
+                            study_name,
+                            env_id,
+                            script,
+                            arm.label(script),
+                            arm.advice,
+                            seed,
+                            budget_of(study, script, env_id),
+                            flags,
+                        )
+                    )
     return jobs
 
 
@@ -288,8 +384,9 @@ def expand(study_name: str, seeds=None, total_timesteps=None, only=None) -> list
                     budget = replace(BUDGETS[PEER_COUNTERPART[peer_algo], env_family(env_id)], flags=())
                     jobs.append(Job(study_name, env_id, PEER, f"peer_{peer_algo}", False, seed, budget))
     if study.checkpoint_interval:  # every kind of study; the peer's runs have no checkpoints
-        jobs = [job if job.script == PEER else replace(job, checkpoint_interval=study.checkpoint_interval)
-                for job in jobs]
+        jobs = [
+            job if job.script == PEER else replace(job, checkpoint_interval=study.checkpoint_interval) for job in jobs
+        ]
     if total_timesteps:
         jobs = [replace(job, budget=replace(job.budget, total_timesteps=total_timesteps)) for job in jobs]
     return [job for job in jobs if only is None or only in job.name]
@@ -307,8 +404,9 @@ def read_scalars(run_dir: Path) -> list[tuple[str, int, float, float]]:
     events = {tag: sorted(accumulator.Scalars(tag), key=lambda e: (e.step, e.wall_time)) for tag in tags}
     # the first event is normally the file's own header; a writer that sets its scalars' wall times
     # itself may place them earlier, so the origin is whichever comes first
-    origin = min([e.wall_time for tag_events in events.values() for e in tag_events[:1]] +
-                 [accumulator.FirstEventTimestamp()])
+    origin = min(
+        [e.wall_time for tag_events in events.values() for e in tag_events[:1]] + [accumulator.FirstEventTimestamp()]
+    )
     rows = []
     for tag, tag_events in events.items():
         points = [(e.step, e.wall_time - origin, e.value) for e in tag_events]
@@ -368,9 +466,15 @@ def _train_peer(job: Job, job_dir: Path, log_path: Path) -> Path:
     with open(log_path, "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
         print(f"peer.run_learning({job.signature()})", flush=True)
         try:
-            peer.run_learning(algo=job.algo.removeprefix("peer_"), env_id=job.env_id, seed=job.seed,
-                              total_timesteps=b.total_timesteps, eval_interval=b.eval_interval,
-                              eval_episodes=b.eval_episodes, run_dir=str(run_dir))
+            peer.run_learning(
+                algo=job.algo.removeprefix("peer_"),
+                env_id=job.env_id,
+                seed=job.seed,
+                total_timesteps=b.total_timesteps,
+                eval_interval=b.eval_interval,
+                eval_episodes=b.eval_episodes,
+                run_dir=str(run_dir),
+            )
         finally:  # the peer's own output, for the report of a failure
             peer_log = run_dir / "peer.log"
             if peer_log.exists():
@@ -395,8 +499,11 @@ def run_job(job: Job, job_dir: str | None = None, root: str | None = None) -> di
         start_job_dir(job, path)
     log_path, start = path / "log.txt", time.time()
     try:
-        run_dir = _train_peer(job, path, log_path) if job.script == PEER else \
-            _train_script(job, path, log_path, root_path, resume_from)
+        run_dir = (
+            _train_peer(job, path, log_path)
+            if job.script == PEER
+            else _train_script(job, path, log_path, root_path, resume_from)
+        )
         rows, error = read_scalars(run_dir), None
     except Exception as e:  # noqa: BLE001 -- any failure is reported by the driver, with the log's tail
         rows, error = [], f"{type(e).__name__}: {e}"
@@ -433,8 +540,17 @@ def run_local(jobs: list[Job], job_dirs: dict[Job, Path], workers: int):
                 yield job, result
 
 
-RAY_EXCLUDES = [".git", ".venv", ".ci-venv", "runs", "benchmarks/runs", ".hypothesis", ".pytest_cache",
-                ".ruff_cache", "__pycache__"]
+RAY_EXCLUDES = [
+    ".git",
+    ".venv",
+    ".ci-venv",
+    "runs",
+    "benchmarks/runs",
+    ".hypothesis",
+    ".pytest_cache",
+    ".ruff_cache",
+    "__pycache__",
+]
 
 
 def run_ray(jobs: list[Job], job_dirs: dict[Job, Path], workers: int, address: str | None):
@@ -448,17 +564,27 @@ def run_ray(jobs: list[Job], job_dirs: dict[Job, Path], workers: int, address: s
     import logging
 
     if address:
-        ray.init(address=address, logging_level=logging.WARNING,
-                 runtime_env={"working_dir": str(ROOT), "excludes": RAY_EXCLUDES})
+        ray.init(
+            address=address,
+            logging_level=logging.WARNING,
+            runtime_env={"working_dir": str(ROOT), "excludes": RAY_EXCLUDES},
+        )
     else:
         python_path = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
         # address="local": a new Ray of its own, even if one already runs on this machine
-        ray.init(address="local", num_cpus=workers, include_dashboard=False, logging_level=logging.WARNING,
-                 runtime_env={"env_vars": {"PYTHONPATH": python_path}})
+        ray.init(
+            address="local",
+            num_cpus=workers,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            runtime_env={"env_vars": {"PYTHONPATH": python_path}},
+        )
     task = ray.remote(num_cpus=1, max_retries=0)(run_job)
     try:
-        pending = {task.remote(job, None, None) if address else task.remote(job, str(job_dirs[job]), str(ROOT)): job
-                   for job in jobs}
+        pending = {
+            task.remote(job, None, None) if address else task.remote(job, str(job_dirs[job]), str(ROOT)): job
+            for job in jobs
+        }
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             job = pending.pop(ready[0])
@@ -499,8 +625,9 @@ def read_manifest(path: Path) -> dict:
 
 def is_finished(job: Job, job_dir: Path, manifest: dict | None = None) -> bool:
     """Finished here (its done marker) or where the manifest was written, with the job's current signature."""
-    return done_marker(job, job_dir) is not None or \
-        (manifest or {}).get(job.name, {}).get("signature") == job.signature()
+    return (
+        done_marker(job, job_dir) is not None or (manifest or {}).get(job.name, {}).get("signature") == job.signature()
+    )
 
 
 def record(job: Job, job_dir: Path, result: dict, elsewhere: bool = False) -> None:
@@ -517,8 +644,10 @@ def record(job: Job, job_dir: Path, result: dict, elsewhere: bool = False) -> No
         writer.writerow(["tag", "step", "wall_time_s", "value"])
         writer.writerows((tag, step, f"{wall:.3f}", f"{value:.7g}") for tag, step, wall, value in result["rows"])
     finished = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    write_atomic(job_dir / "done", json.dumps({"signature": job.signature(), "seconds": round(result["seconds"], 1),
-                                               "finished": finished}))
+    write_atomic(
+        job_dir / "done",
+        json.dumps({"signature": job.signature(), "seconds": round(result["seconds"], 1), "finished": finished}),
+    )
 
 
 def collect(jobs: list[Job], job_dirs: dict[Job, Path], csv_path: Path, manifest_path: Path) -> int:
@@ -536,11 +665,14 @@ def collect(jobs: list[Job], job_dirs: dict[Job, Path], csv_path: Path, manifest
         marker = done_marker(job, job_dirs[job])
         if marker is not None:
             finished = marker.get("finished") or datetime.datetime.fromtimestamp(  # markers of before the manifest
-                (job_dirs[job] / "done").stat().st_mtime, datetime.timezone.utc).isoformat(timespec="seconds")
+                (job_dirs[job] / "done").stat().st_mtime, datetime.timezone.utc
+            ).isoformat(timespec="seconds")
             entries[job.name] = {"signature": job.signature(), "seconds": marker["seconds"], "finished": finished}
             with open(job_dirs[job] / "scalars.csv", newline="") as scalars:
-                rows += [[job.study, job.env_id, job.algo, job.script, str(job.advice).lower(), job.seed, *row]
-                         for row in list(csv.reader(scalars))[1:]]
+                rows += [
+                    [job.study, job.env_id, job.algo, job.script, str(job.advice).lower(), job.seed, *row]
+                    for row in list(csv.reader(scalars))[1:]
+                ]
         elif manifest.get(job.name, {}).get("signature") == job.signature() and old_rows[job.name]:
             entries[job.name] = manifest[job.name]
             rows += old_rows[job.name]
@@ -577,14 +709,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--study", required=True, choices=list(STUDIES))
     parser.add_argument("--seeds", type=int, nargs="+", help="instead of the study's seeds")
     parser.add_argument("--total-timesteps", type=int, help="instead of every job's budget")
-    parser.add_argument("--only", metavar="SUBSTRING",
-                        help="run only the jobs whose name contains this (the CSV holds every finished job of the study)")
+    parser.add_argument(
+        "--only",
+        metavar="SUBSTRING",
+        help="run only the jobs whose name contains this (the CSV holds every finished job of the study)",
+    )
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="jobs at a time (default: CPU count)")
     parser.add_argument("--dry-run", action="store_true", help="list the jobs and a rough duration, run nothing")
     parser.add_argument("--ray", action="store_true", help="run the jobs as tasks of a local Ray")
     parser.add_argument("--ray-address", help="run the jobs as tasks of this Ray cluster")
-    parser.add_argument("--runs-dir", type=Path, default=ROOT / "benchmarks" / "runs", help="job directories go in RUNS_DIR/{study}/")
-    parser.add_argument("--results-dir", type=Path, default=ROOT / "benchmarks" / "results", help="the CSV, PNGs and table go here")
+    parser.add_argument(
+        "--runs-dir", type=Path, default=ROOT / "benchmarks" / "runs", help="job directories go in RUNS_DIR/{study}/"
+    )
+    parser.add_argument(
+        "--results-dir", type=Path, default=ROOT / "benchmarks" / "results", help="the CSV, PNGs and table go here"
+    )
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be >= 1")
@@ -605,21 +744,32 @@ def main(argv: list[str] | None = None) -> int:
         width = max(55, *(len(job.name) for job in jobs))
         for job in jobs:
             status = "finished" if job not in todo else f"~{job.rough_seconds() / 60:.0f} min"
-            what = f"peer.run_learning {job.algo.removeprefix('peer_')}" if job.script == PEER else \
-                f"{job.script}.py {' '.join(job.flags())}"
+            what = (
+                f"peer.run_learning {job.algo.removeprefix('peer_')}"
+                if job.script == PEER
+                else f"{job.script}.py {' '.join(job.flags())}"
+            )
             print(f"{job.name:<{width}} {status:>9}  {what}")
         steps = sum(job.budget.total_timesteps for job in todo)
-        print(f"{len(jobs)} jobs: {len(jobs) - len(todo)} finished, {len(todo)} to run, {steps:,} env steps; roughly "
-              f"{makespan([job.rough_seconds() for job in todo], args.workers) / 3600:.1f} h on {args.workers} workers "
-              "(speeds measured on LBF with 2 runs per 2 cores; others may differ)")
+        print(
+            f"{len(jobs)} jobs: {len(jobs) - len(todo)} finished, {len(todo)} to run, {steps:,} env steps; roughly "
+            f"{makespan([job.rough_seconds() for job in todo], args.workers) / 3600:.1f} h on {args.workers} workers "
+            "(speeds measured on LBF with 2 runs per 2 cores; others may differ)"
+        )
         return 0
 
-    print(f"study {args.study}: {len(jobs)} jobs, {len(jobs) - len(todo)} already finished, "
-          f"running {len(todo)} on {'Ray' if args.ray or args.ray_address else f'{args.workers} workers'}", flush=True)
+    print(
+        f"study {args.study}: {len(jobs)} jobs, {len(jobs) - len(todo)} already finished, "
+        f"running {len(todo)} on {'Ray' if args.ray or args.ray_address else f'{args.workers} workers'}",
+        flush=True,
+    )
     if any(job.script == PEER for job in todo):
         importlib.import_module("benchmarks.peer")  # fail now, not after the other jobs
-    machine = f"a Ray cluster ({args.ray_address}), one torch thread per run" if args.ray_address else \
-        f"{os.cpu_count()} CPU cores, {args.workers} runs at a time, one torch thread per run"
+    machine = (
+        f"a Ray cluster ({args.ray_address}), one torch thread per run"
+        if args.ray_address
+        else f"{os.cpu_count()} CPU cores, {args.workers} runs at a time, one torch thread per run"
+    )
 
     def update_results() -> tuple[int, list[Path]]:
         """The CSV and manifest with every finished job, then the report; a failing report only warns."""
@@ -631,12 +781,18 @@ def main(argv: list[str] | None = None) -> int:
 
             return rows, plot.make_report(csv_path, machine=machine, planned=len(all_jobs))
         except Exception as e:  # noqa: BLE001 -- the results are safe in the CSV; benchmarks/plot.py redraws them
-            print(f"warning: the report failed ({type(e).__name__}: {e}); the CSV is complete, "
-                  f"redraw with: python benchmarks/plot.py {csv_path}", file=sys.stderr)
+            print(
+                f"warning: the report failed ({type(e).__name__}: {e}); the CSV is complete, "
+                f"redraw with: python benchmarks/plot.py {csv_path}",
+                file=sys.stderr,
+            )
             return rows, []
 
-    executor = run_ray(todo, job_dirs, args.workers, args.ray_address) if args.ray or args.ray_address else \
-        run_local(todo, job_dirs, args.workers)
+    executor = (
+        run_ray(todo, job_dirs, args.workers, args.ray_address)
+        if args.ray or args.ray_address
+        else run_local(todo, job_dirs, args.workers)
+    )
     failed, results = [], None
     for done_count, (job, result) in enumerate(executor, 1):
         record(job, job_dirs[job], result, elsewhere=bool(args.ray_address))
@@ -652,8 +808,11 @@ def main(argv: list[str] | None = None) -> int:
     for path in paths:
         print(f"written {path}")
     for job, result in failed:
-        print(f"\nFAILED {job.name} ({result['error']}); log {job_dirs[job] / 'log.txt'} ends:\n{log_tail(result['log'])}",
-              file=sys.stderr)
+        print(
+            f"\nFAILED {job.name} ({result['error']}); log {job_dirs[job] / 'log.txt'} ends:\n"
+            f"{log_tail(result['log'])}",
+            file=sys.stderr,
+        )
     if failed:
         print(f"{len(failed)} of {len(todo)} jobs failed", file=sys.stderr)
     return 1 if failed else 0

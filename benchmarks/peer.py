@@ -82,14 +82,26 @@ def ensure_venv(venv: Path = VENV, requirements: Path = REQUIREMENTS) -> Path:
             shutil.rmtree(venv)
         print(f"creating {venv} from {requirements.name} (pip install --no-deps; about a minute)", flush=True)
         start = time.time()
-        steps = [[sys.executable, "-m", "venv", str(venv)],
-                 [str(venv_python(venv)), "-m", "pip", "install", "--no-deps", "--disable-pip-version-check",
-                  "-r", str(requirements)]]
+        steps = [
+            [sys.executable, "-m", "venv", str(venv)],
+            [
+                str(venv_python(venv)),
+                "-m",
+                "pip",
+                "install",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "-r",
+                str(requirements),
+            ],
+        ]
         for command in steps:
             result = subprocess.run(command, check=False, capture_output=True, text=True)
             if result.returncode != 0:
-                raise PeerError(f"creating the peer venv failed (exit code {result.returncode}): "
-                                f"{' '.join(command)}\n{tail(result.stdout + result.stderr)}")
+                raise PeerError(
+                    f"creating the peer venv failed (exit code {result.returncode}): "
+                    f"{' '.join(command)}\n{tail(result.stdout + result.stderr)}"
+                )
         (venv / MARKER).write_text(requirements_hash(requirements) + "\n")
         print(f"peer venv ready in {time.time() - start:.0f} s", flush=True)
     return venv_python(venv)
@@ -100,8 +112,10 @@ def check_request(algo: str, env_id: str, algos: tuple[str, ...]) -> None:
     if algo not in algos:
         raise ValueError(f"unknown algo {algo!r} for the peer: choose from {', '.join(algos)}")
     if env_id.split(":")[0] not in ENV_FAMILIES:
-        raise ValueError(f"env id {env_id!r}: the peer is set up for {', '.join(ENV_FAMILIES)} ids only "
-                         "(e.g. lbforaging:Foraging-8x8-2p-3f-v3)")
+        raise ValueError(
+            f"env id {env_id!r}: the peer is set up for {', '.join(ENV_FAMILIES)} ids only "
+            "(e.g. lbforaging:Foraging-8x8-2p-3f-v3)"
+        )
 
 
 def parse_record(line: str) -> dict | None:
@@ -122,8 +136,9 @@ def run_driver(request: dict, log_path: Path, cwd: Path, on_record=None) -> list
     python = ensure_venv()
     records = []
     with open(log_path, "w") as log:
-        process = subprocess.Popen([str(python), str(DRIVER), json.dumps(request)], cwd=cwd, text=True,
-                                   stdout=subprocess.PIPE, stderr=log)
+        process = subprocess.Popen(
+            [str(python), str(DRIVER), json.dumps(request)], cwd=cwd, text=True, stdout=subprocess.PIPE, stderr=log
+        )
         try:
             for line in process.stdout:
                 record = parse_record(line)
@@ -137,8 +152,10 @@ def run_driver(request: dict, log_path: Path, cwd: Path, on_record=None) -> list
             raise
         code = process.wait()
     if code != 0 or not any(r["event"] == "summary" for r in records):
-        raise PeerError(f"pymarlzooplus ({request['mode']} {request['algo']} on {request['env_id']}) failed with "
-                        f"exit code {code}; last lines of its stderr:\n{tail(log_path.read_text(errors='replace'))}")
+        raise PeerError(
+            f"pymarlzooplus ({request['mode']} {request['algo']} on {request['env_id']}) failed with "
+            f"exit code {code}; last lines of its stderr:\n{tail(log_path.read_text(errors='replace'))}"
+        )
     return records
 
 
@@ -183,8 +200,16 @@ def measure_speed(algo: str, env_id: str, env_steps: int, threads: int | None = 
     if env_steps < 1:
         raise ValueError(f"env_steps must be positive, got {env_steps}")
     # one round of tests runs after its first episode whatever the interval; it is not timed
-    request = {"mode": "speed", "algo": algo, "env_id": env_id, "seed": 1, "t_max": env_steps - 1,
-               "test_interval": 10 * env_steps + 1, "test_nepisode": 1, "threads": threads}
+    request = {
+        "mode": "speed",
+        "algo": algo,
+        "env_id": env_id,
+        "seed": 1,
+        "t_max": env_steps - 1,
+        "test_interval": 10 * env_steps + 1,
+        "test_nepisode": 1,
+        "threads": threads,
+    }
     ensure_venv()  # not timed
     with tempfile.TemporaryDirectory(prefix="peer-speed-") as scratch:
         start = time.time()
@@ -224,12 +249,12 @@ class EventWriter:
                 raise PeerError(f"a {event!r} record came before the peer's start record")
             step, walltime = record["step"], self.start + record["elapsed"]
             if event == "eval":
-                self.writer.add_scalar("eval/decentralized_episodic_return", record["return_mean"], step,
-                                       walltime=walltime)
+                self.writer.add_scalar(
+                    "eval/decentralized_episodic_return", record["return_mean"], step, walltime=walltime
+                )
             else:
                 self.writer.add_scalar("charts/episodic_return", record["return_mean"], step, walltime=walltime)
-                self.writer.add_scalar("charts/SPS", int(step / max(record["elapsed"], 1e-9)), step,
-                                       walltime=walltime)
+                self.writer.add_scalar("charts/SPS", int(step / max(record["elapsed"], 1e-9)), step, walltime=walltime)
 
     def close(self) -> None:
         if self.writer is not None:
@@ -247,8 +272,9 @@ def flatten(config: dict, prefix: str = "") -> dict:
     return flat
 
 
-def run_learning(algo: str, env_id: str, seed: int, total_timesteps: int, eval_interval: int,
-                 eval_episodes: int, run_dir: str) -> None:
+def run_learning(
+    algo: str, env_id: str, seed: int, total_timesteps: int, eval_interval: int, eval_episodes: int, run_dir: str
+) -> None:
     """Trains the peer for total_timesteps env steps (it stops at the end of the episode, or the round of
     10 episodes for MAPPO, that reaches it) and writes into run_dir: a TensorBoard event file with
     eval/decentralized_episodic_return (its test return mean), charts/episodic_return (training
@@ -266,10 +292,25 @@ def run_learning(algo: str, env_id: str, seed: int, total_timesteps: int, eval_i
     run_path.mkdir(parents=True, exist_ok=True)
     for stale in [*run_path.glob("events.out.tfevents.*"), run_path / "done", run_path / "peer.json"]:
         stale.unlink(missing_ok=True)  # a previous attempt's, which would mix with this run's curves
-    asked = {"algo": algo, "env_id": env_id, "seed": seed, "total_timesteps": total_timesteps,
-             "eval_interval": eval_interval, "eval_episodes": eval_episodes, "peer": PEER}
-    request = {"mode": "learn", "algo": algo, "env_id": env_id, "seed": seed, "t_max": total_timesteps - 1,
-               "test_interval": eval_interval, "test_nepisode": eval_episodes, "threads": None}
+    asked = {
+        "algo": algo,
+        "env_id": env_id,
+        "seed": seed,
+        "total_timesteps": total_timesteps,
+        "eval_interval": eval_interval,
+        "eval_episodes": eval_episodes,
+        "peer": PEER,
+    }
+    request = {
+        "mode": "learn",
+        "algo": algo,
+        "env_id": env_id,
+        "seed": seed,
+        "t_max": total_timesteps - 1,
+        "test_interval": eval_interval,
+        "test_nepisode": eval_episodes,
+        "threads": None,
+    }
     ensure_venv()
     writer = EventWriter(run_path, asked)
     start = time.time()
@@ -279,10 +320,19 @@ def run_learning(algo: str, env_id: str, seed: int, total_timesteps: int, eval_i
         writer.close()
     summary = summary_of(records)
     evals = [r for r in records if r["event"] == "eval"]
-    result = {**asked, "peer_config": config_of(records), "eval_episodes_used": summary["test_nepisode"],
-              "final_step": summary["env_steps"], "final_eval_return": evals[-1]["return_mean"] if evals else None,
-              "evals": len(evals), "train_loop_s": summary["loop_s"], "startup_s": summary["startup_s"],
-              "wall_s": time.time() - start, "threads": summary["threads"], "peak_rss_mib": summary["peak_rss_mib"]}
+    result = {
+        **asked,
+        "peer_config": config_of(records),
+        "eval_episodes_used": summary["test_nepisode"],
+        "final_step": summary["env_steps"],
+        "final_eval_return": evals[-1]["return_mean"] if evals else None,
+        "evals": len(evals),
+        "train_loop_s": summary["loop_s"],
+        "startup_s": summary["startup_s"],
+        "wall_s": time.time() - start,
+        "threads": summary["threads"],
+        "peak_rss_mib": summary["peak_rss_mib"],
+    }
     (run_path / "peer.json").write_text(json.dumps(result, indent=2) + "\n")
     (run_path / "done").write_text(time.strftime("%Y-%m-%d %H:%M:%S") + "\n")
 
@@ -310,12 +360,15 @@ def main(argv: list[str] | None = None) -> int:
         result = measure_speed(args.algo, args.env_id, args.env_steps, args.threads)
         print(json.dumps({"algo": args.algo, "env_id": args.env_id, **result}))
         return 0
-    run_learning(args.algo, args.env_id, args.seed, args.total_timesteps, args.eval_interval,
-                 args.eval_episodes, args.run_dir)
+    run_learning(
+        args.algo, args.env_id, args.seed, args.total_timesteps, args.eval_interval, args.eval_episodes, args.run_dir
+    )
     info = json.loads((Path(args.run_dir) / "peer.json").read_text())
-    print(f"peer {args.algo}: {info['final_step']} steps in {info['train_loop_s']:.0f} s, "
-          f"final test return {info['final_eval_return']:.3f} ({info['eval_episodes_used']} episodes); "
-          f"written to {args.run_dir}")
+    print(
+        f"peer {args.algo}: {info['final_step']} steps in {info['train_loop_s']:.0f} s, "
+        f"final test return {info['final_eval_return']:.3f} ({info['eval_episodes_used']} episodes); "
+        f"written to {args.run_dir}"
+    )
     return 0
 
 

@@ -51,16 +51,19 @@ def peer_config(algo: str, env_id: str, seed: int, t_max: int, test_interval: in
     for name in ("default.yaml", os.path.join("envs", "gymma.yaml"), os.path.join("algs", f"{algo}.yaml")):
         with open(os.path.join(config_dir, name)) as f:
             config = recursive_dict_update(config, yaml.load(f, Loader=yaml.FullLoader))
-    return recursive_dict_update(config, {
-        "env": "gymma",
-        "env_args": {"key": env_id, "time_limit": ENV_TIME_LIMITS[family], "seed": seed},
-        "seed": seed,
-        "t_max": t_max,
-        "test_interval": test_interval,
-        "test_nepisode": test_nepisode,
-        "use_tensorboard": False,
-        "save_model": False,
-    })
+    return recursive_dict_update(
+        config,
+        {
+            "env": "gymma",
+            "env_args": {"key": env_id, "time_limit": ENV_TIME_LIMITS[family], "seed": seed},
+            "seed": seed,
+            "t_max": t_max,
+            "test_interval": test_interval,
+            "test_nepisode": test_nepisode,
+            "use_tensorboard": False,
+            "save_model": False,
+        },
+    )
 
 
 def main() -> None:
@@ -93,8 +96,14 @@ def main() -> None:
     importlib.import_module("lbforaging")
 
     learn = request["mode"] == "learn"
-    config = peer_config(request["algo"], request["env_id"], request["seed"], request["t_max"],
-                         request["test_interval"], request["test_nepisode"])
+    config = peer_config(
+        request["algo"],
+        request["env_id"],
+        request["seed"],
+        request["t_max"],
+        request["test_interval"],
+        request["test_nepisode"],
+    )
     # as its entry point: 1 torch thread, seeds from config["seed"]
     th.set_num_threads(1 if request.get("threads") is None else int(request["threads"]))
     np.random.seed(config["seed"])
@@ -109,8 +118,15 @@ def main() -> None:
     args.results_path = os.getcwd()  # only for saving models, which is off
     args.unique_token = f"{config['name']}_seed{config['seed']}_{request['env_id']}"
 
-    clock = {"start": None, "start_unix": None, "act_s": 0.0, "update_s": 0.0, "test_s": 0.0, "updates": 0,
-             "last_eval_step": None}
+    clock = {
+        "start": None,
+        "start_unix": None,
+        "act_s": 0.0,
+        "update_s": 0.0,
+        "test_s": 0.0,
+        "updates": 0,
+        "last_eval_step": None,
+    }
     runners = []
 
     def elapsed() -> float:
@@ -122,8 +138,13 @@ def main() -> None:
         def log_stat(self, key, value, t, to_sacred=True):
             if key == "test_return_mean":
                 clock["last_eval_step"] = t
-                emit("eval", step=int(t), elapsed=elapsed(), return_mean=float(value),
-                     episodes=len(runners[0].test_returns))  # the returns it averaged, cleared after this
+                emit(
+                    "eval",
+                    step=int(t),
+                    elapsed=elapsed(),
+                    return_mean=float(value),
+                    episodes=len(runners[0].test_returns),
+                )  # the returns it averaged, cleared after this
 
         def print_recent_stats(self, *args, **kwargs):
             pass
@@ -147,8 +168,13 @@ def main() -> None:
             else:
                 clock["act_s"] += seconds
                 if learn:
-                    emit("train", step=int(self.t_env), elapsed=elapsed(),
-                         return_mean=float(np.mean(returns)), episodes=len(returns))
+                    emit(
+                        "train",
+                        step=int(self.t_env),
+                        elapsed=elapsed(),
+                        return_mean=float(np.mean(returns)),
+                        episodes=len(returns),
+                    )
             return batch, returns
 
         def close_env(self):
@@ -176,13 +202,22 @@ def main() -> None:
         process.terminate()
         process.join()  # reaped, so that their peak RSS counts in RUSAGE_CHILDREN
 
-    emit("summary", env_steps=int(runner.t_env), act_s=clock["act_s"], update_s=clock["update_s"],
-         updates=clock["updates"], test_s=clock["test_s"], loop_s=loop_s, threads=th.get_num_threads(),
-         startup_s=clock["start_unix"] - DRIVER_START,
-         peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-         peak_rss_worker_mib=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if workers else None,
-         workers=len(workers),
-         test_nepisode=args.test_nepisode, batch_size_run=args.batch_size_run)
+    emit(
+        "summary",
+        env_steps=int(runner.t_env),
+        act_s=clock["act_s"],
+        update_s=clock["update_s"],
+        updates=clock["updates"],
+        test_s=clock["test_s"],
+        loop_s=loop_s,
+        threads=th.get_num_threads(),
+        startup_s=clock["start_unix"] - DRIVER_START,
+        peak_rss_mib=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        peak_rss_worker_mib=resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if workers else None,
+        workers=len(workers),
+        test_nepisode=args.test_nepisode,
+        batch_size_run=args.batch_size_run,
+    )
     out.close()
 
 

@@ -27,10 +27,41 @@ from pathlib import Path
 import numpy as np
 
 # two-sided 95% quantiles of Student's t by degrees of freedom; between entries the smaller df's (wider)
-T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
-         10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110, 18: 2.101,
-         19: 2.093, 20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052,
-         28: 2.048, 29: 2.045, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
+T_975 = {
+    1: 12.706,
+    2: 4.303,
+    3: 3.182,
+    4: 2.776,
+    5: 2.571,
+    6: 2.447,
+    7: 2.365,
+    8: 2.306,
+    9: 2.262,
+    10: 2.228,
+    11: 2.201,
+    12: 2.179,
+    13: 2.160,
+    14: 2.145,
+    15: 2.131,
+    16: 2.120,
+    17: 2.110,
+    18: 2.101,
+    19: 2.093,
+    20: 2.086,
+    21: 2.080,
+    22: 2.074,
+    23: 2.069,
+    24: 2.064,
+    25: 2.060,
+    26: 2.056,
+    27: 2.052,
+    28: 2.048,
+    29: 2.045,
+    30: 2.042,
+    40: 2.021,
+    60: 2.000,
+    120: 1.980,
+}
 DECENTRALIZED, CENTRALIZED = "eval/decentralized_episodic_return", "eval/centralized_episodic_return"
 DECENTRALIZED_WINS, CENTRALIZED_WINS = "eval/decentralized_win_rate", "eval/centralized_win_rate"
 TRAINING_RETURN, SELF_WEIGHT, PRUNE_COEF = "charts/episodic_return", "charts/self_attention_weight", "charts/prune_coef"
@@ -58,10 +89,15 @@ def read_runs(csv_path: Path) -> dict:
     with open(csv_path, newline="") as f:
         for row in csv.DictReader(f):
             series[row["env_id"], row["algo"]][row["tag"]][int(row["seed"])].append(
-                (int(row["step"]), float(row["wall_time_s"]), float(row["value"])))
-    return {run: {tag: {seed: tuple(np.array(column) for column in zip(*sorted(points)))
-                        for seed, points in seeds.items()} for tag, seeds in tags.items()}
-            for run, tags in series.items()}
+                (int(row["step"]), float(row["wall_time_s"]), float(row["value"]))
+            )
+    return {
+        run: {
+            tag: {seed: tuple(np.array(column) for column in zip(*sorted(points))) for seed, points in seeds.items()}
+            for tag, seeds in tags.items()
+        }
+        for run, tags in series.items()
+    }
 
 
 def align(per_seed: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -74,8 +110,11 @@ def align(per_seed: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     low, high = max(steps[0] for steps, _, _ in runs), min(steps[-1] for steps, _, _ in runs)
     grid = np.unique(np.concatenate([steps for steps, _, _ in runs]))
     grid = grid[(grid >= low) & (grid <= high)]
-    return (grid, np.stack([np.interp(grid, steps, wall) for steps, wall, _ in runs]),
-            np.stack([np.interp(grid, steps, value) for steps, _, value in runs]))
+    return (
+        grid,
+        np.stack([np.interp(grid, steps, wall) for steps, wall, _ in runs]),
+        np.stack([np.interp(grid, steps, value) for steps, _, value in runs]),
+    )
 
 
 def family_of(algo: str) -> str:
@@ -85,10 +124,12 @@ def family_of(algo: str) -> str:
 def curve_specs(family: str) -> list[tuple[str, str, str, str, str]]:
     """(label, algo, tag, colour, line style) of each curve in a family's figure."""
     name = family.upper()
-    return [(f"CADP-{name}(D)", f"cadp_{family}", DECENTRALIZED, "tab:blue", "-"),
-            (f"CADP-{name}(C)", f"cadp_{family}", CENTRALIZED, "tab:blue", "--"),
-            (f"{name}, no advice", family, DECENTRALIZED, "tab:orange", "-"),
-            (f"peer {name} (pymarlzooplus)", f"peer_{family}", DECENTRALIZED, "tab:green", "-")]
+    return [
+        (f"CADP-{name}(D)", f"cadp_{family}", DECENTRALIZED, "tab:blue", "-"),
+        (f"CADP-{name}(C)", f"cadp_{family}", CENTRALIZED, "tab:blue", "--"),
+        (f"{name}, no advice", family, DECENTRALIZED, "tab:orange", "-"),
+        (f"peer {name} (pymarlzooplus)", f"peer_{family}", DECENTRALIZED, "tab:green", "-"),
+    ]
 
 
 def draw_curve(ax, x, mean, half, label: str, colour: str, style: str, marker: str | None = ".") -> None:
@@ -156,31 +197,47 @@ def fmt(stat: tuple[float, float, int] | None) -> str:
 
 
 def table(runs: dict, study: str, machine: str) -> str:
-    lines = [f"# Learning study `{study}`", "",
-             ("Evaluation return, mean ± 95% confidence interval over seeds (Student t, the seeds as samples): "
-             "at the last evaluation (final) and the best evaluation of each run (max). (D) is the decentralized "
-             "model, which sees only each agent's own observation: CADP(D), and the no-advice baselines and "
-             "the peer, whose centralized and decentralized models are one network; (C) is CADP with full "
-             "attention (CADP(C)). Steps: the budget, as the step of the last evaluation. Wall time: the run's "
-             f"duration, mean over seeds. Machine: {machine}."), ""]
+    lines = [
+        f"# Learning study `{study}`",
+        "",
+        (
+            "Evaluation return, mean ± 95% confidence interval over seeds (Student t, the seeds as samples): "
+            "at the last evaluation (final) and the best evaluation of each run (max). (D) is the decentralized "
+            "model, which sees only each agent's own observation: CADP(D), and the no-advice baselines and "
+            "the peer, whose centralized and decentralized models are one network; (C) is CADP with full "
+            "attention (CADP(C)). Steps: the budget, as the step of the last evaluation. Wall time: the run's "
+            f"duration, mean over seeds. Machine: {machine}."
+        ),
+        "",
+    ]
     for env_id in sorted({env for env, _ in runs}):
-        lines += [f"## {env_id}", "",
-                  "| algorithm | seeds | steps | final (D) | max (D) | final (C) | wall time |",
-                  "|---|---|---|---|---|---|---|"]
-        algos = sorted({algo for env, algo in runs if env == env_id},
-                       key=lambda a: (ALGO_ORDER.index(a) if a in ALGO_ORDER else len(ALGO_ORDER), a))
+        lines += [
+            f"## {env_id}",
+            "",
+            "| algorithm | seeds | steps | final (D) | max (D) | final (C) | wall time |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        algos = sorted(
+            {algo for env, algo in runs if env == env_id},
+            key=lambda a: (ALGO_ORDER.index(a) if a in ALGO_ORDER else len(ALGO_ORDER), a),
+        )
         for algo in algos:
             tags = runs[env_id, algo]
             decentralized, centralized = tags.get(DECENTRALIZED), tags.get(CENTRALIZED)
             seeds = {seed for per_seed in tags.values() for seed in per_seed}
             steps = max(int(s[0][-1]) for s in (decentralized or {}).values()) if decentralized else None
-            wall = np.mean([max(per_seed[seed][1][-1] for per_seed in tags.values() if seed in per_seed)
-                            for seed in seeds])
-            row = [algo, str(len(seeds)), f"{steps:,}" if steps is not None else "",
-                   fmt(summarize(decentralized, lambda v: v[-1]) if decentralized else None),
-                   fmt(summarize(decentralized, np.max) if decentralized else None),
-                   fmt(summarize(centralized, lambda v: v[-1]) if centralized and algo.startswith("cadp_") else None),
-                   f"{wall:.0f} s" if wall < 100 else f"{wall / 60:.1f} min"]
+            wall = np.mean(
+                [max(per_seed[seed][1][-1] for per_seed in tags.values() if seed in per_seed) for seed in seeds]
+            )
+            row = [
+                algo,
+                str(len(seeds)),
+                f"{steps:,}" if steps is not None else "",
+                fmt(summarize(decentralized, lambda v: v[-1]) if decentralized else None),
+                fmt(summarize(decentralized, np.max) if decentralized else None),
+                fmt(summarize(centralized, lambda v: v[-1]) if centralized and algo.startswith("cadp_") else None),
+                f"{wall:.0f} s" if wall < 100 else f"{wall / 60:.1f} min",
+            ]
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -188,8 +245,14 @@ def table(runs: dict, study: str, machine: str) -> str:
 
 # ---- An ablation study: the arms of one base algorithm ---------------------------------------------
 # the arms of benchmarks/learning.py (ABLATION_ARMS) in their order, with their colours; others come last
-ARM_COLOURS = {"rnn": "black", "gru": "tab:gray", "post_gru": "tab:blue", "gru_input": "tab:orange",
-               "post_gru_eq3": "tab:green", "post_gru_noprune": "tab:red"}
+ARM_COLOURS = {
+    "rnn": "black",
+    "gru": "tab:gray",
+    "post_gru": "tab:blue",
+    "gru_input": "tab:orange",
+    "post_gru_eq3": "tab:green",
+    "post_gru_noprune": "tab:red",
+}
 
 
 def arm_of(algo: str) -> tuple[str, str] | None:
@@ -229,13 +292,16 @@ def read_breakpoints(csv_path: Path) -> dict:
     for name, entry in manifest.items():
         try:
             command = json.loads(entry["signature"])  # [script, *flags]
-            flag = {name: command[command.index(name) + 1]
-                    for name in ("--env-id", "--seed", "--total-timesteps", "--prune-start-fraction")}
+            flag = {
+                name: command[command.index(name) + 1]
+                for name in ("--env-id", "--seed", "--total-timesteps", "--prune-start-fraction")
+            }
         except (KeyError, ValueError, IndexError, TypeError):  # a peer's, or flags without a breakpoint
             continue
         fraction, algo = float(flag["--prune-start-fraction"]), name.rsplit("__", 2)[1]  # names: {env}__{algo}__{seed}
-        found[flag["--env-id"], algo, int(flag["--seed"])] = \
+        found[flag["--env-id"], algo, int(flag["--seed"])] = (
             fraction * int(flag["--total-timesteps"]) if fraction < 1 else None
+        )
     return found
 
 
@@ -266,14 +332,17 @@ def plot_ablation(runs: dict, breakpoints: dict, env_id: str, base: str, title: 
 
     algos = arms_of(runs, env_id, base)
     # (title, tag of the CADP arms, tag of the baselines: one network, their (D) shown for reference)
-    panels = [("evaluation return, CADP(D)", DECENTRALIZED, DECENTRALIZED),
-              ("evaluation return, CADP(C); baselines: their only network", CENTRALIZED, DECENTRALIZED),
-              ("training return (charts/episodic_return)", TRAINING_RETURN, TRAINING_RETURN),
-              ("self-attention weight c_ii; dotted: the breakpoint", SELF_WEIGHT, None)]
+    panels = [
+        ("evaluation return, CADP(D)", DECENTRALIZED, DECENTRALIZED),
+        ("evaluation return, CADP(C); baselines: their only network", CENTRALIZED, DECENTRALIZED),
+        ("training return (charts/episodic_return)", TRAINING_RETURN, TRAINING_RETURN),
+        ("self-attention weight c_ii; dotted: the breakpoint", SELF_WEIGHT, None),
+    ]
     if any(DECENTRALIZED_WINS in runs[env_id, algo] for algo in algos):
-        panels += [("evaluation win rate, CADP(D)", DECENTRALIZED_WINS, DECENTRALIZED_WINS),
-                   ("evaluation win rate, CADP(C); baselines: their only network", CENTRALIZED_WINS,
-                    DECENTRALIZED_WINS)]
+        panels += [
+            ("evaluation win rate, CADP(D)", DECENTRALIZED_WINS, DECENTRALIZED_WINS),
+            ("evaluation win rate, CADP(C); baselines: their only network", CENTRALIZED_WINS, DECENTRALIZED_WINS),
+        ]
     figure = Figure(figsize=(11, 3.6 * (len(panels) // 2)), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(len(panels) // 2, 2, sharex=True, squeeze=False).ravel()
@@ -288,15 +357,26 @@ def plot_ablation(runs: dict, breakpoints: dict, env_id: str, base: str, title: 
             if len(steps) == 0:
                 continue
             colour = ARM_COLOURS.get(arm_of(algo)[1], "tab:purple")
-            draw_curve(ax, steps, *mean_ci(values), f"{algo}, {seeds_label(per_seed)}", colour,
-                       "-" if algo.startswith("cadp_") else "--", "." if tag.startswith("eval/") else None)
+            draw_curve(
+                ax,
+                steps,
+                *mean_ci(values),
+                f"{algo}, {seeds_label(per_seed)}",
+                colour,
+                "-" if algo.startswith("cadp_") else "--",
+                "." if tag.startswith("eval/") else None,
+            )
             drawn += 1
         ax.set_title(panel_title, fontsize=9)
         ax.grid(alpha=0.3)
     for ax in axes[-2:]:
         ax.set_xlabel("environment steps")
-    steps = {breakpoint_step(runs, breakpoints, env_id, algo, seed) for algo in algos if algo.startswith("cadp_")
-             for seed in runs[env_id, algo].get(DECENTRALIZED, {})}
+    steps = {
+        breakpoint_step(runs, breakpoints, env_id, algo, seed)
+        for algo in algos
+        if algo.startswith("cadp_")
+        for seed in runs[env_id, algo].get(DECENTRALIZED, {})
+    }
     for step in sorted(steps - {None}):
         axes[3].axvline(step, color="black", linestyle=":", linewidth=1)
     if not drawn:
@@ -307,21 +387,29 @@ def plot_ablation(runs: dict, breakpoints: dict, env_id: str, base: str, title: 
     return True
 
 
-def ablation_section(runs: dict, breakpoints: dict, env_id: str, base: str, metric: str, d_tag: str,
-                     c_tag: str) -> list[str]:
+def ablation_section(
+    runs: dict, breakpoints: dict, env_id: str, base: str, metric: str, d_tag: str, c_tag: str
+) -> list[str]:
     """The tables of one env id, base algorithm and metric: per arm, then each CADP arm against the stronger
     baseline, seed by seed."""
     final, c_before = {}, {}  # algo -> {seed: final (D) value}, {seed: (step, value) of (C) at the breakpoint}
-    lines = [f"## {env_id}: {base.upper()}, {metric}", "",
-             "| arm | seeds | final (D) | final (C) | (C) at the breakpoint | at step |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"## {env_id}: {base.upper()}, {metric}",
+        "",
+        "| arm | seeds | final (D) | final (C) | (C) at the breakpoint | at step |",
+        "|---|---|---|---|---|---|",
+    ]
     for algo in arms_of(runs, env_id, base):
         tags = runs[env_id, algo]
         final[algo] = {seed: float(values[-1]) for seed, (_, _, values) in tags.get(d_tag, {}).items()}
         row = [f"`{algo}`", str(len(final[algo])), fmt(stat(list(final[algo].values()))), "", "", ""]
         if algo.startswith("cadp_"):
             centralized = tags.get(c_tag, {})
-            c_before[algo] = {seed: point for seed, series in centralized.items() if (point := at_or_before(
-                series, breakpoint_step(runs, breakpoints, env_id, algo, seed)))}
+            c_before[algo] = {
+                seed: point
+                for seed, series in centralized.items()
+                if (point := at_or_before(series, breakpoint_step(runs, breakpoints, env_id, algo, seed)))
+            }
             row[3] = fmt(stat([float(values[-1]) for _, _, values in centralized.values()]))
             row[4] = fmt(stat([value for _, value in c_before[algo].values()]))
             row[5] = " / ".join(f"{step:,}" for step in sorted({step for step, _ in c_before[algo].values()}))
@@ -332,15 +420,25 @@ def ablation_section(runs: dict, breakpoints: dict, env_id: str, base: str, metr
     baseline = max(baselines, key=lambda algo: np.mean(list(final[algo].values())))  # the first of a tie
     reference = runs[env_id, baseline][d_tag]
     names = " and ".join(f"`{algo}`" for algo in baselines)
-    which = f"the baseline `{baseline}` (the only one with results yet)" if len(baselines) == 1 else \
-        f"the stronger baseline, `{baseline}` (the higher mean final (D) of {names})"
-    lines += ["", f"Against {which}: per seed, the arm minus the baseline with the same seed; mean ± 95% CI over "
-              "the seeds both have (n).", "",
-              f"| arm | (C) at the breakpoint − `{baseline}` at that step | final (D) − final `{baseline}` |",
-              "|---|---|---|"]
+    which = (
+        f"the baseline `{baseline}` (the only one with results yet)"
+        if len(baselines) == 1
+        else f"the stronger baseline, `{baseline}` (the higher mean final (D) of {names})"
+    )
+    lines += [
+        "",
+        f"Against {which}: per seed, the arm minus the baseline with the same seed; mean ± 95% CI over "
+        "the seeds both have (n).",
+        "",
+        f"| arm | (C) at the breakpoint − `{baseline}` at that step | final (D) − final `{baseline}` |",
+        "|---|---|---|",
+    ]
     for algo in c_before:
-        before = [value - float(np.interp(step, reference[seed][0], reference[seed][2]))
-                  for seed, (step, value) in c_before[algo].items() if seed in reference]
+        before = [
+            value - float(np.interp(step, reference[seed][0], reference[seed][2]))
+            for seed, (step, value) in c_before[algo].items()
+            if seed in reference
+        ]
         after = [value - final[baseline][seed] for seed, value in final[algo].items() if seed in final[baseline]]
         lines.append(f"| `{algo}` | {fmt_n(stat(before))} | {fmt_n(stat(after))} |")
     return lines + [""]
@@ -351,24 +449,32 @@ def fmt_n(stat_: tuple[float, float, int] | None) -> str:
 
 
 def ablation_table(runs: dict, breakpoints: dict, study: str, machine: str, planned: int | None) -> str:
-    count = len({(env, algo, seed) for (env, algo), tags in runs.items() for per_seed in tags.values()
-                 for seed in per_seed})
-    lines = [f"# Ablation study `{study}`", "",
-             (f"Runs in: {count}" + (f" of {planned} planned" if planned else "") + ". Evaluation return (and, where "
-              "the env reports wins, the win rate: secondary to the return), mean ± 95% confidence interval over "
-              "seeds (Student t, the seeds as samples). Final: at the last evaluation. (D) is the decentralized model "
-              "(for the advice-off baselines, their only network), (C) CADP with full attention. The breakpoint is "
-              "where the pruning loss switches on (prune_start_fraction x the budget, from each run's flags); (C) at "
-              "the breakpoint is at the last evaluation at or before it, and for an arm that never prunes at the last "
-              "evaluation. Seeds are paired: an arm and a baseline with the same seed evaluate on the same episodes. "
-              f"Machine: {machine}."), ""]
+    count = len(
+        {(env, algo, seed) for (env, algo), tags in runs.items() for per_seed in tags.values() for seed in per_seed}
+    )
+    lines = [
+        f"# Ablation study `{study}`",
+        "",
+        (
+            f"Runs in: {count}" + (f" of {planned} planned" if planned else "") + ". Evaluation return (and, where "
+            "the env reports wins, the win rate: secondary to the return), mean ± 95% confidence interval over "
+            "seeds (Student t, the seeds as samples). Final: at the last evaluation. (D) is the decentralized model "
+            "(for the advice-off baselines, their only network), (C) CADP with full attention. The breakpoint is "
+            "where the pruning loss switches on (prune_start_fraction x the budget, from each run's flags); (C) at "
+            "the breakpoint is at the last evaluation at or before it, and for an arm that never prunes at the last "
+            "evaluation. Seeds are paired: an arm and a baseline with the same seed evaluate on the same episodes. "
+            f"Machine: {machine}."
+        ),
+        "",
+    ]
     for env_id in sorted({env for env, _ in runs}):
         for base in bases_of(runs, env_id):
             algos = arms_of(runs, env_id, base)
             lines += ablation_section(runs, breakpoints, env_id, base, "evaluation return", DECENTRALIZED, CENTRALIZED)
             if any(DECENTRALIZED_WINS in runs[env_id, algo] for algo in algos):
-                lines += ablation_section(runs, breakpoints, env_id, base, "win rate (secondary)",
-                                          DECENTRALIZED_WINS, CENTRALIZED_WINS)
+                lines += ablation_section(
+                    runs, breakpoints, env_id, base, "win rate (secondary)", DECENTRALIZED_WINS, CENTRALIZED_WINS
+                )
     return "\n".join(lines)
 
 

@@ -45,9 +45,25 @@ def training_steps_per_second(env_id: str, total_timesteps: int) -> tuple[float,
     taken from the script's own summary line: steps over wall time including start-up and compile."""
     with tempfile.TemporaryDirectory() as scratch:
         result = subprocess.run(
-            [sys.executable, str(ROOT / "cadp_qmix.py"), "--env-id", env_id, "--total-timesteps", str(total_timesteps),
-             "--eval-interval", str(10 * total_timesteps), "--eval-episodes", "4", "--checkpoint-interval", "0"],
-            cwd=scratch, capture_output=True, text=True, check=True)
+            [
+                sys.executable,
+                str(ROOT / "cadp_qmix.py"),
+                "--env-id",
+                env_id,
+                "--total-timesteps",
+                str(total_timesteps),
+                "--eval-interval",
+                str(10 * total_timesteps),
+                "--eval-episodes",
+                "4",
+                "--checkpoint-interval",
+                "0",
+            ],
+            cwd=scratch,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     steps, seconds = map(int, re.search(r"final eval after (\d+) steps \((\d+) s\)", result.stdout).groups())
     return steps / max(seconds, 1), steps
 
@@ -61,12 +77,25 @@ def main() -> None:
     args = parser.parse_args()
     env_id = f"smax:{args.map}"
 
-    rows = [{"what": "env, random policy", "env_id": env_id, "num_envs": n,
-             "steps_per_second": round(env_steps_per_second(env_id, n, args.seconds))} for n in args.num_envs]
+    rows = [
+        {
+            "what": "env, random policy",
+            "env_id": env_id,
+            "num_envs": n,
+            "steps_per_second": round(env_steps_per_second(env_id, n, args.seconds)),
+        }
+        for n in args.num_envs
+    ]
     if args.train_steps:
         sps, steps = training_steps_per_second(env_id, args.train_steps)
-        rows.append({"what": f"cadp_qmix.py training ({steps} steps, defaults)", "env_id": env_id,
-                     "num_envs": 8, "steps_per_second": round(sps)})
+        rows.append(
+            {
+                "what": f"cadp_qmix.py training ({steps} steps, defaults)",
+                "env_id": env_id,
+                "num_envs": 8,
+                "steps_per_second": round(sps),
+            }
+        )
 
     print(f"{'what':<45} {'env_id':<16} {'num_envs':>8} {'steps/s':>9}")
     for row in rows:

@@ -51,15 +51,58 @@ DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice on this machine,
 ALGOS = ("qmix", "vdn", "mappo")
 # the peer's (EPyMARL) hyperparameters, as our flags; everything not listed is already our default
 SAME_WORK_FLAGS = {
-    "qmix": ["--batch-size", "32", "--buffer-size", "5000", "--learning-rate", "5e-4", "--hidden-dim", "64",
-             "--target-network-frequency", "200"],
-    "vdn": ["--batch-size", "32", "--buffer-size", "5000", "--learning-rate", "5e-4", "--hidden-dim", "64",
-            "--target-network-frequency", "200"],
-    "mappo": ["--num-envs", "10", "--num-steps", "50", "--update-epochs", "4", "--num-minibatches", "1",
-              "--hidden-dim", "64", "--learning-rate", "5e-4"],
+    "qmix": [
+        "--batch-size",
+        "32",
+        "--buffer-size",
+        "5000",
+        "--learning-rate",
+        "5e-4",
+        "--hidden-dim",
+        "64",
+        "--target-network-frequency",
+        "200",
+    ],
+    "vdn": [
+        "--batch-size",
+        "32",
+        "--buffer-size",
+        "5000",
+        "--learning-rate",
+        "5e-4",
+        "--hidden-dim",
+        "64",
+        "--target-network-frequency",
+        "200",
+    ],
+    "mappo": [
+        "--num-envs",
+        "10",
+        "--num-steps",
+        "50",
+        "--update-epochs",
+        "4",
+        "--num-minibatches",
+        "1",
+        "--hidden-dim",
+        "64",
+        "--learning-rate",
+        "5e-4",
+    ],
 }
-CSV_FIELDS = ["implementation", "algo", "advice", "threads", "env_id", "env_steps", "env_steps_per_s",
-              "update_ms", "minimal_update_ms", "peak_rss_mib", "wall_s"]
+CSV_FIELDS = [
+    "implementation",
+    "algo",
+    "advice",
+    "threads",
+    "env_id",
+    "env_steps",
+    "env_steps_per_s",
+    "update_ms",
+    "minimal_update_ms",
+    "peak_rss_mib",
+    "wall_s",
+]
 
 
 def last_scalar(run_dir: Path, tag: str) -> float:
@@ -74,9 +117,24 @@ def last_scalar(run_dir: Path, tag: str) -> float:
 
 def run_ours(algo: str, advice: bool, env_id: str, env_steps: int, threads: int) -> dict:
     """One training run of cadp_{algo}.py in its own process: its SPS and update time, its peak RSS."""
-    command = [sys.executable, str(ROOT / f"cadp_{algo}.py"), "--env-id", env_id, "--total-timesteps", str(env_steps),
-               "--torch-threads", str(threads), "--eval-interval", str(100 * env_steps), "--eval-episodes", "1",
-               "--checkpoint-interval", "0", "--advice" if advice else "--no-advice", *SAME_WORK_FLAGS[algo]]
+    command = [
+        sys.executable,
+        str(ROOT / f"cadp_{algo}.py"),
+        "--env-id",
+        env_id,
+        "--total-timesteps",
+        str(env_steps),
+        "--torch-threads",
+        str(threads),
+        "--eval-interval",
+        str(100 * env_steps),
+        "--eval-episodes",
+        "1",
+        "--checkpoint-interval",
+        "0",
+        "--advice" if advice else "--no-advice",
+        *SAME_WORK_FLAGS[algo],
+    ]
     with tempfile.TemporaryDirectory() as scratch:
         start = time.perf_counter()
         process = subprocess.Popen(command, cwd=scratch, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -89,8 +147,13 @@ def run_ours(algo: str, advice: bool, env_id: str, env_steps: int, threads: int)
         run_dir = next((Path(scratch) / "runs").iterdir())
         sps = last_scalar(run_dir, "charts/SPS")
         update_ms = last_scalar(run_dir, "charts/update_time_ms")
-    return {"env_steps": env_steps, "env_steps_per_s": sps, "update_ms": update_ms,
-            "peak_rss_mib": usage.ru_maxrss / 1024, "wall_s": wall}
+    return {
+        "env_steps": env_steps,
+        "env_steps_per_s": sps,
+        "update_ms": update_ms,
+        "peak_rss_mib": usage.ru_maxrss / 1024,
+        "wall_s": wall,
+    }
 
 
 def same_work_value(algo: str, flag: str) -> int:
@@ -175,13 +238,17 @@ def minimal_update_ms(algo: str, advice: bool, env_id: str, threads: int, repeat
 
 
 def print_table(rows: list[dict]) -> None:
-    print(f"\n{'implementation':<16} {'algo':<6} {'advice':<7} {'threads':>7} {'env steps/s':>12} {'update ms':>10} "
-          f"{'minimal ms':>11} {'peak MiB':>9} {'wall s':>7}")
+    print(
+        f"\n{'implementation':<16} {'algo':<6} {'advice':<7} {'threads':>7} {'env steps/s':>12} {'update ms':>10} "
+        f"{'minimal ms':>11} {'peak MiB':>9} {'wall s':>7}"
+    )
     for row in rows:
         minimal = f"{row['minimal_update_ms']:.1f}" if row["minimal_update_ms"] != "" else "-"
-        print(f"{row['implementation']:<16} {row['algo']:<6} {row['advice']:<7} {row['threads']:>7} "
-              f"{row['env_steps_per_s']:>12.0f} {row['update_ms']:>10.1f} {minimal:>11} "
-              f"{row['peak_rss_mib']:>9.0f} {row['wall_s']:>7.0f}")
+        print(
+            f"{row['implementation']:<16} {row['algo']:<6} {row['advice']:<7} {row['threads']:>7} "
+            f"{row['env_steps_per_s']:>12.0f} {row['update_ms']:>10.1f} {minimal:>11} "
+            f"{row['peak_rss_mib']:>9.0f} {row['wall_s']:>7.0f}"
+        )
 
 
 def print_ratios(rows: list[dict]) -> list[str]:
@@ -192,9 +259,11 @@ def print_ratios(rows: list[dict]) -> list[str]:
         if row["implementation"] == "pymarlzooplus" or peer is None:
             continue
         name = f"cadp_{row['algo']}.py {'advice on ' if row['advice'] == 'on' else 'advice off'}"
-        lines.append(f"{name} / peer {row['algo'].upper()}, threads={row['threads']}: "
-                     f"{row['env_steps_per_s'] / peer['env_steps_per_s']:.2f}x env-steps/s, "
-                     f"{peer['update_ms'] / row['update_ms']:.2f}x faster updates")
+        lines.append(
+            f"{name} / peer {row['algo'].upper()}, threads={row['threads']}: "
+            f"{row['env_steps_per_s'] / peer['env_steps_per_s']:.2f}x env-steps/s, "
+            f"{peer['update_ms'] / row['update_ms']:.2f}x faster updates"
+        )
     if lines:
         print("\nours / peer (same task, same work per env step, measured in this invocation):")
         print("\n".join("  " + line for line in lines))
@@ -203,20 +272,24 @@ def print_ratios(rows: list[dict]) -> list[str]:
 
 def write_markdown(rows: list[dict], ratio_lines: list[str], path: Path) -> None:
     env_id, steps = rows[0]["env_id"], rows[0]["env_steps"]
-    lines = [f"# Training speed: `{env_id}`, {steps} env steps per run",
-             "",
-             f"Written by `python benchmarks/speed.py{' --peers' if ratio_lines else ''}` on a machine with "
-             f"{os.cpu_count()} CPU cores. Env steps/s of the training loop (start-up and test episodes excluded), "
-             "mean time of one update, the same networks' minimal forward+backward+Adam step (ours only), "
-             "peak resident memory of the run's process (the peer's MAPPO also has 10 env worker processes).",
-             "",
-             "| implementation | algo | advice | torch threads | env steps/s | update ms | minimal update ms | peak MiB |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Training speed: `{env_id}`, {steps} env steps per run",
+        "",
+        f"Written by `python benchmarks/speed.py{' --peers' if ratio_lines else ''}` on a machine with "
+        f"{os.cpu_count()} CPU cores. Env steps/s of the training loop (start-up and test episodes excluded), "
+        "mean time of one update, the same networks' minimal forward+backward+Adam step (ours only), "
+        "peak resident memory of the run's process (the peer's MAPPO also has 10 env worker processes).",
+        "",
+        "| implementation | algo | advice | torch threads | env steps/s | update ms | minimal update ms | peak MiB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         minimal = f"{float(row['minimal_update_ms']):.1f}" if row["minimal_update_ms"] != "" else "-"
-        lines.append(f"| {row['implementation']} | {row['algo']} | {row['advice']} | {row['threads']} | "
-                     f"{float(row['env_steps_per_s']):,.0f} | {float(row['update_ms']):.1f} | {minimal} | "
-                     f"{float(row['peak_rss_mib']):.0f} |")
+        lines.append(
+            f"| {row['implementation']} | {row['algo']} | {row['advice']} | {row['threads']} | "
+            f"{float(row['env_steps_per_s']):,.0f} | {float(row['update_ms']):.1f} | {minimal} | "
+            f"{float(row['peak_rss_mib']):.0f} |"
+        )
     if ratio_lines:
         lines += ["", "Ours / peer, measured in the same invocation:", ""] + [f"- {line}" for line in ratio_lines]
     path.write_text("\n".join(lines) + "\n")
@@ -238,11 +311,18 @@ def main() -> None:
     parser.add_argument("--env-id", default="lbforaging:Foraging-8x8-2p-3f-v3")
     parser.add_argument("--env-steps", type=int, default=20_000, help="env steps of every run")
     parser.add_argument("--algos", nargs="+", choices=ALGOS, default=list(ALGOS))
-    parser.add_argument("--threads", type=int, nargs="+", default=sorted({1, DEFAULT_THREADS}),
-                        help=f"torch threads per run (default: 1 and torch's default here, {DEFAULT_THREADS})")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=sorted({1, DEFAULT_THREADS}),
+        help=f"torch threads per run (default: 1 and torch's default here, {DEFAULT_THREADS})",
+    )
     parser.add_argument("--peers", action="store_true", help="also run pymarlzooplus (in benchmarks/.peer-venv)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "speed.csv"))
-    parser.add_argument("--report-only", action="store_true", help="rewrite the .md beside --out from it, measure nothing")
+    parser.add_argument(
+        "--report-only", action="store_true", help="rewrite the .md beside --out from it, measure nothing"
+    )
     args = parser.parse_args()
     out = Path(args.out)
     if args.report_only:
@@ -260,20 +340,41 @@ def main() -> None:
         for threads in args.threads:
             # ours and the peer one after the other, so that both see the same machine load
             for advice in (True, False):
-                print(f"cadp_{algo}.py advice {'on' if advice else 'off'}, {threads} thread(s), {args.env_steps} steps",
-                      flush=True)
+                print(
+                    f"cadp_{algo}.py advice {'on' if advice else 'off'}, {threads} thread(s), {args.env_steps} steps",
+                    flush=True,
+                )
                 result = run_ours(algo, advice, args.env_id, args.env_steps, threads)
                 minimal = minimal_update_ms(algo, advice, args.env_id, threads)
-                rows.append({"implementation": "ours", "algo": algo, "advice": "on" if advice else "off",
-                             "threads": threads, "env_id": args.env_id, **result, "minimal_update_ms": minimal})
+                rows.append(
+                    {
+                        "implementation": "ours",
+                        "algo": algo,
+                        "advice": "on" if advice else "off",
+                        "threads": threads,
+                        "env_id": args.env_id,
+                        **result,
+                        "minimal_update_ms": minimal,
+                    }
+                )
             if args.peers:
                 print(f"pymarlzooplus {algo}, {threads} thread(s), {args.env_steps} steps", flush=True)
                 result = peer.measure_speed(algo, args.env_id, args.env_steps, threads)
-                rows.append({"implementation": "pymarlzooplus", "algo": algo, "advice": "-", "threads": threads,
-                             "env_id": args.env_id, "env_steps": result["env_steps"],
-                             "env_steps_per_s": result["env_steps_per_s"], "update_ms": result["update_ms"],
-                             "peak_rss_mib": result["peak_rss_mib"], "wall_s": result["wall_s"],
-                             "minimal_update_ms": ""})
+                rows.append(
+                    {
+                        "implementation": "pymarlzooplus",
+                        "algo": algo,
+                        "advice": "-",
+                        "threads": threads,
+                        "env_id": args.env_id,
+                        "env_steps": result["env_steps"],
+                        "env_steps_per_s": result["env_steps_per_s"],
+                        "update_ms": result["update_ms"],
+                        "peak_rss_mib": result["peak_rss_mib"],
+                        "wall_s": result["wall_s"],
+                        "minimal_update_ms": "",
+                    }
+                )
     print_table(rows)
     ratio_lines = print_ratios(rows)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -281,11 +382,18 @@ def main() -> None:
         writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         writer.writeheader()
         for row in rows:
-            writer.writerow({name: (round(value, 2) if isinstance(value, float) else value)
-                             for name, value in row.items() if name in CSV_FIELDS})
+            writer.writerow(
+                {
+                    name: (round(value, 2) if isinstance(value, float) else value)
+                    for name, value in row.items()
+                    if name in CSV_FIELDS
+                }
+            )
     write_markdown(rows, ratio_lines, out.with_suffix(".md"))
-    print(f"\nwritten to {out} and {out.with_suffix('.md').name}; "
-          f"machine: {os.cpu_count()} CPU cores, budget {args.env_steps} env steps per run")
+    print(
+        f"\nwritten to {out} and {out.with_suffix('.md').name}; "
+        f"machine: {os.cpu_count()} CPU cores, budget {args.env_steps} env steps per run"
+    )
 
 
 if __name__ == "__main__":

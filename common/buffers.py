@@ -14,9 +14,14 @@ class EpisodeBuffer:
     def __init__(self, capacity: int, envs, num_envs: int):
         n, o, s, a, steps = envs.n_agents, envs.obs_dim, envs.state_dim, envs.n_actions, envs.episode_limit
         # name: (shape of one episode, dtype); obs, state and avail have one step more (after the last action)
-        self.layout = {"obs": ((steps + 1, n, o), np.float32), "state": ((steps + 1, s), np.float32),
-                       "avail": ((steps + 1, n, a), bool), "actions": ((steps, n), np.int64),
-                       "reward": ((steps,), np.float32), "terminated": ((steps,), np.float32)}
+        self.layout = {
+            "obs": ((steps + 1, n, o), np.float32),
+            "state": ((steps + 1, s), np.float32),
+            "avail": ((steps + 1, n, a), bool),
+            "actions": ((steps, n), np.int64),
+            "reward": ((steps,), np.float32),
+            "terminated": ((steps,), np.float32),
+        }
         self.fields = tuple(self.layout)
         self.capacity, self.size, self.next_index = capacity, 0, 0
         for name, (shape, dtype) in self.layout.items():
@@ -82,8 +87,11 @@ class EpisodeBuffer:
         The episodes in progress belong to the envs' live state (`current`), saved with them."""
         if self.nbytes * self.size > max_bytes * self.capacity:
             return None
-        return {"size": self.size, "next_index": self.next_index,
-                **{name: torch.from_numpy(getattr(self, name)[: self.size]) for name in self.fields + ("length",)}}
+        return {
+            "size": self.size,
+            "next_index": self.next_index,
+            **{name: torch.from_numpy(getattr(self, name)[: self.size]) for name in self.fields + ("length",)},
+        }
 
     def load_state_dict(self, state: dict | None) -> None:
         if state is None:

@@ -49,8 +49,11 @@ def save_atomic(state: dict, path: str) -> None:
 def periodic_checkpoints(run_dir: str) -> list[tuple[int, str]]:
     """(global_step, path) of `run_dir/checkpoints/step_*.cadp_model`, oldest first."""
     directory = os.path.join(run_dir, "checkpoints")
-    found = [(int(m.group(1)), os.path.join(directory, name)) for name in
-             (os.listdir(directory) if os.path.isdir(directory) else []) if (m := _PERIODIC.fullmatch(name))]
+    found = [
+        (int(m.group(1)), os.path.join(directory, name))
+        for name in (os.listdir(directory) if os.path.isdir(directory) else [])
+        if (m := _PERIODIC.fullmatch(name))
+    ]
     return sorted(found)
 
 
@@ -61,11 +64,14 @@ def find_checkpoint(path: str, models: bool = True) -> str:
         return path
     if not os.path.isdir(path):
         fail(f"{path}: no such checkpoint file or run directory")
-    candidates = [p for _, p in periodic_checkpoints(path)] + \
-                 [os.path.join(path, n) for n in os.listdir(path) if n.endswith(SUFFIX) and models]
+    candidates = [p for _, p in periodic_checkpoints(path)] + [
+        os.path.join(path, n) for n in os.listdir(path) if n.endswith(SUFFIX) and models
+    ]
     if not candidates:
-        fail(f"{path}: no checkpoint in this directory (checkpoints/step_*{SUFFIX} or *{SUFFIX}); "
-             "it is written every --checkpoint-interval steps")
+        fail(
+            f"{path}: no checkpoint in this directory (checkpoints/step_*{SUFFIX} or *{SUFFIX}); "
+            "it is written every --checkpoint-interval steps"
+        )
     return max(candidates, key=os.path.getmtime)
 
 
@@ -76,8 +82,10 @@ def load_checkpoint(path: str, script: str, models: bool = True) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)  # our own files: they hold pickled envs
     except Exception as error:  # a truncated zip, garbage, a pickle of something else: all one line
-        fail(f"{path} cannot be read: it is truncated or not a checkpoint ({_first_line(error)}); "
-             "use an earlier one (the run directory's checkpoints/)")
+        fail(
+            f"{path} cannot be read: it is truncated or not a checkpoint ({_first_line(error)}); "
+            "use an earlier one (the run directory's checkpoints/)"
+        )
     if not isinstance(checkpoint, dict) or "script" not in checkpoint:
         fail(f"{path} is not a checkpoint of these scripts (or of an older version without a 'script' entry)")
     if checkpoint["script"] != script:
@@ -96,18 +104,29 @@ def _first_line(error: Exception) -> str:
 
 def env_spec(envs) -> dict:
     """What a checkpoint's networks were built for: the env id and the sizes it gives."""
-    return {"env_id": envs.env_id, "n_agents": envs.n_agents, "obs_dim": envs.obs_dim,
-            "state_dim": envs.state_dim, "n_actions": envs.n_actions}
+    return {
+        "env_id": envs.env_id,
+        "n_agents": envs.n_agents,
+        "obs_dim": envs.obs_dim,
+        "state_dim": envs.state_dim,
+        "n_actions": envs.n_actions,
+    }
 
 
 def check_env(checkpoint: dict, envs) -> None:
     saved, now = checkpoint["env"], env_spec(envs)
     if saved != now:
+
         def describe(spec):
-            return (f"{spec['env_id']} ({spec['n_agents']} agents, observations {spec['obs_dim']}, "
-                    f"state {spec['state_dim']}, {spec['n_actions']} actions)")
-        fail(f"{checkpoint['path']} was trained on {describe(saved)}, this command's env is {describe(now)}; "
-             "drop --env-id and the --obs-* flags to use the checkpoint's own")
+            return (
+                f"{spec['env_id']} ({spec['n_agents']} agents, observations {spec['obs_dim']}, "
+                f"state {spec['state_dim']}, {spec['n_actions']} actions)"
+            )
+
+        fail(
+            f"{checkpoint['path']} was trained on {describe(saved)}, this command's env is {describe(now)}; "
+            "drop --env-id and the --obs-* flags to use the checkpoint's own"
+        )
 
 
 def restore(checkpoint: dict, envs, **modules) -> None:
@@ -118,8 +137,10 @@ def restore(checkpoint: dict, envs, **modules) -> None:
         try:
             module.load_state_dict(checkpoint[name])
         except (RuntimeError, ValueError, KeyError) as error:
-            fail(f"{checkpoint['path']}: its {name} does not fit the networks of this command ({_first_line(error)}); "
-                 "drop the flags that change network sizes (--hidden-dim, --att-heads, --no-advice, ...)")
+            fail(
+                f"{checkpoint['path']}: its {name} does not fit the networks of this command ({_first_line(error)}); "
+                "drop the flags that change network sizes (--hidden-dim, --att-heads, --no-advice, ...)"
+            )
 
 
 # ---- env snapshots and RNG states ----
@@ -135,14 +156,21 @@ def snapshot(obj, what: str) -> bytes | None:
     except Exception as error:
         if what and what not in _warned:
             _warned.add(what)
-            print(f"warning: {what} cannot be pickled ({type(error).__name__}: {error}); checkpoints hold no "
-                  "env state, so a resumed run starts new episodes from a new seed", file=sys.stderr)
+            print(
+                f"warning: {what} cannot be pickled ({type(error).__name__}: {error}); checkpoints hold no "
+                "env state, so a resumed run starts new episodes from a new seed",
+                file=sys.stderr,
+            )
         return None
 
 
 def rng_state() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
 
 
 def set_rng_state(state: dict) -> None:
@@ -171,12 +199,17 @@ class Checkpointer:
         if resumed_step is not None:
             later = [path for step, path in periodic_checkpoints(run_dir) if step > resumed_step]
             directory = os.path.join(run_dir, "checkpoints")  # and what a kill mid-write left behind
-            later += [os.path.join(directory, n) for n in os.listdir(directory) if SUFFIX + ".tmp" in n] \
-                if os.path.isdir(directory) else []
+            later += (
+                [os.path.join(directory, n) for n in os.listdir(directory) if SUFFIX + ".tmp" in n]
+                if os.path.isdir(directory)
+                else []
+            )
             for path in later:
                 os.remove(path)
             if later:
-                progress.write(f"removed {len(later)} checkpoint(s) after step {resumed_step}, from the run being replaced")
+                progress.write(
+                    f"removed {len(later)} checkpoint(s) after step {resumed_step}, from the run being replaced"
+                )
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._on_signal)
 
@@ -185,8 +218,10 @@ class Checkpointer:
             self.progress.write(f"{signal.Signals(signum).name} again: stopping without a checkpoint")
             raise SystemExit(128 + signum)
         self.stop_signal = signal.Signals(signum).name
-        self.progress.write(f"{self.stop_signal}: finishing this step, then writing a checkpoint "
-                            "(send it again to stop at once, without one)")
+        self.progress.write(
+            f"{self.stop_signal}: finishing this step, then writing a checkpoint "
+            "(send it again to stop at once, without one)"
+        )
 
     def latest(self) -> str | None:
         checkpoints = periodic_checkpoints(self.run_dir)
@@ -202,21 +237,31 @@ class Checkpointer:
     def _diverged(self, what: str, global_step: int) -> NoReturn:
         self._close()
         latest = self.latest()
-        keep = (f"the last good checkpoint is {latest}; to continue from it with other flags: "
-                f"{self.resume_command(latest)} --learning-rate ..." if latest else "no checkpoint was written yet")
+        keep = (
+            f"the last good checkpoint is {latest}; to continue from it with other flags: "
+            f"{self.resume_command(latest)} --learning-rate ..."
+            if latest
+            else "no checkpoint was written yet"
+        )
         fail(f"{what} at step {global_step}: training diverged (a lower --learning-rate?); {keep}", code=1)
 
     def check_finite(self, global_step: int, **terms) -> None:
         """Stop the run, naming the term and the step, if any loss term (or gradient norm) is NaN or inf."""
-        values = torch.stack([torch.as_tensor(value, dtype=torch.float32).detach().reshape(()).cpu()
-                              for value in terms.values()])
+        values = torch.stack(
+            [torch.as_tensor(value, dtype=torch.float32).detach().reshape(()).cpu() for value in terms.values()]
+        )
         if not torch.isfinite(values).all():
-            self._diverged(", ".join(f"{name} is {value}" for name, value in zip(terms, values.tolist())
-                                     if not math.isfinite(value)), global_step)
+            self._diverged(
+                ", ".join(
+                    f"{name} is {value}" for name, value in zip(terms, values.tolist()) if not math.isfinite(value)
+                ),
+                global_step,
+            )
 
     def due(self, global_step: int) -> bool:
         return self.stop_signal is not None or (
-            self.interval > 0 and global_step // self.interval > self.last_step // self.interval)
+            self.interval > 0 and global_step // self.interval > self.last_step // self.interval
+        )
 
     def save(self, state: dict, global_step: int) -> str:
         """Write `run_dir/checkpoints/step_{global_step}.cadp_model` atomically and keep the last K;
@@ -233,8 +278,11 @@ class Checkpointer:
         self.last_step = global_step
         if self.stop_signal is not None:
             self._close()
-            print(f"stopped by {self.stop_signal} at step {global_step}; checkpoint written to {path}\n"
-                  f"resume with: {self.resume_command(path)}", flush=True)
+            print(
+                f"stopped by {self.stop_signal} at step {global_step}; checkpoint written to {path}\n"
+                f"resume with: {self.resume_command(path)}",
+                flush=True,
+            )
             raise SystemExit(0)
         return path
 

@@ -12,8 +12,11 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 def check_flags(args, positive=(), non_negative=(), fractions=()) -> None:
     """fail() on the first flag outside its range, naming it as the command line spells it."""
-    for names, ok, wanted in ((positive, lambda v: v > 0, "> 0"), (non_negative, lambda v: v >= 0, ">= 0"),
-                              (fractions, lambda v: 0 <= v <= 1, "between 0 and 1")):
+    for names, ok, wanted in (
+        (positive, lambda v: v > 0, "> 0"),
+        (non_negative, lambda v: v >= 0, ">= 0"),
+        (fractions, lambda v: 0 <= v <= 1, "between 0 and 1"),
+    ):
         for name in names:
             value = getattr(args, name)
             if not ok(value):

@@ -40,7 +40,8 @@ Every adapter is a ``MultiAgentEnv``::
   the one-step games; 1, 2A, 2B for two_step); after the last step it is all zeros.
 
 ``VecMultiAgentEnv(env_id, num_envs, seed, agent_id_feature=False, last_action_feature=False,
-env_kwargs=None)`` (env_kwargs: passed to make_env, i.e. the env's constructor) steps a plain list of such envs with batched arrays (E envs, N agents, A actions)::
+env_kwargs=None)`` (env_kwargs: passed to make_env, i.e. the env's constructor) steps a plain list
+of such envs with batched arrays (E envs, N agents, A actions)::
 
     num_envs, n_agents, n_actions, state_dim, episode_limit, has_win, action_mask, env_obs_dim,
     obs_dim = env_obs_dim (+ N with agent ids) (+ A with last actions)
@@ -87,8 +88,10 @@ from common.vec_env import EnvError, VecEnv, checked_actions, feature_layout  # 
 
 DEFAULT_EPISODE_LIMIT = 1000  # for envs that expose no step limit of their own
 
-_ID_EXAMPLES = ("lbforaging:Foraging-8x8-2p-3f-v3, rware:rware-tiny-2ag-v2, mpe2:simple_spread_v3, "
-                "pettingzoo.sisl:pursuit_v5, matrix:climbing, smax:5m_vs_6m (with make_vec_env)")
+_ID_EXAMPLES = (
+    "lbforaging:Foraging-8x8-2p-3f-v3, rware:rware-tiny-2ag-v2, mpe2:simple_spread_v3, "
+    "pettingzoo.sisl:pursuit_v5, matrix:climbing, smax:5m_vs_6m (with make_vec_env)"
+)
 # pip names of modules whose import name differs (others: `pip install <module>`)
 _PIP_NAMES = {"Box2D": "box2d-py"}
 
@@ -103,8 +106,10 @@ class MultiAgentEnv:
     episode_limit: int
     has_win: bool = False
     # where a deployment outside this env layer gets the available-action mask (decentralized_actor.json)
-    action_mask: str = ("every action of the agent's own action space is always available (agents with fewer "
-                        "actions than n_actions: the actions beyond theirs are not)")
+    action_mask: str = (
+        "every action of the agent's own action space is always available (agents with fewer "
+        "actions than n_actions: the actions beyond theirs are not)"
+    )
 
     def reset(self, seed: int | None = None):
         raise NotImplementedError
@@ -126,8 +131,7 @@ class MultiAgentEnv:
         self.__dict__.update(pickle.loads(state["live_state"]))
 
     # ---- helpers shared by the adapters ----
-    def _set_sizes(self, obs_sizes: list[int], action_counts: list[int],
-                   state_dim: int | None = None) -> None:
+    def _set_sizes(self, obs_sizes: list[int], action_counts: list[int], state_dim: int | None = None) -> None:
         self.n_agents = len(obs_sizes)
         self.obs_dim = max(obs_sizes)
         self.n_actions = max(action_counts)
@@ -182,15 +186,20 @@ def _space_sizes(env_id: str, obs_spaces, action_spaces) -> tuple[list[int], lis
         raise EnvError(f"{env_id} has {len(action_spaces)} agent(s); CADP needs >= 2 agents")
     for space in action_spaces:
         if isinstance(space, spaces.Box):
-            raise EnvError(f"{env_id}: continuous actions are not supported "
-                           f"(CADP's scripts are for discrete actions); action space {space}")
+            raise EnvError(
+                f"{env_id}: continuous actions are not supported "
+                f"(CADP's scripts are for discrete actions); action space {space}"
+            )
         if not isinstance(space, spaces.Discrete) or space.start != 0:
-            raise EnvError(f"{env_id}: action space {space} is not supported; "
-                           "each agent needs a Discrete(n) action space")
+            raise EnvError(
+                f"{env_id}: action space {space} is not supported; each agent needs a Discrete(n) action space"
+            )
     for space in obs_spaces:
         if not isinstance(space, spaces.Box):
-            raise EnvError(f"{env_id}: observation space {space} is not supported; "
-                           "each agent needs a Box (array) observation space")
+            raise EnvError(
+                f"{env_id}: observation space {space} is not supported; "
+                "each agent needs a Box (array) observation space"
+            )
     return [int(np.prod(s.shape)) for s in obs_spaces], [int(s.n) for s in action_spaces]
 
 
@@ -203,9 +212,11 @@ class GymnasiumEnv(MultiAgentEnv):
         self.env, self.unwrapped, self._seed = env, env.unwrapped, seed
         obs_space, act_space = env.observation_space, env.action_space
         if not (isinstance(obs_space, spaces.Tuple) and isinstance(act_space, spaces.Tuple)):
-            raise EnvError(f"{env_id} looks single-agent (observation space {type(obs_space).__name__}, "
-                           f"action space {type(act_space).__name__}); a multi-agent gymnasium env "
-                           "needs per-agent Tuple spaces (one entry per agent)")
+            raise EnvError(
+                f"{env_id} looks single-agent (observation space {type(obs_space).__name__}, "
+                f"action space {type(act_space).__name__}); a multi-agent gymnasium env "
+                "needs per-agent Tuple spaces (one entry per agent)"
+            )
         self._set_sizes(*_space_sizes(env_id, obs_space.spaces, act_space.spaces))
         self.episode_limit = self._find_episode_limit()
         self._t = 0
@@ -254,9 +265,11 @@ class GymnasiumEnv(MultiAgentEnv):
 class LBFEnv(GymnasiumEnv):
     """Level-Based Foraging: the mask and the time limit are only in the env's internals."""
 
-    action_mask = ("LBF's own valid-action sets: action a is available to agent i when Action(a) is in "
-                   "env.unwrapped._valid_actions[env.unwrapped.players[i]], recomputed by every reset and step; "
-                   "LBF silently plays any other action as a no-op, so mask them")
+    action_mask = (
+        "LBF's own valid-action sets: action a is available to agent i when Action(a) is in "
+        "env.unwrapped._valid_actions[env.unwrapped.players[i]], recomputed by every reset and step; "
+        "LBF silently plays any other action as a no-op, so mask them"
+    )
 
     def reset(self, seed=None):
         # LBF places new players away from the previous episode's (never cleared) positions,
@@ -295,8 +308,10 @@ class RWAREEnv(GymnasiumEnv):
 class PettingZooEnv(MultiAgentEnv):
     """A PettingZoo ParallelEnv in the fixed agent order of env.possible_agents."""
 
-    action_mask = ("every action of the agent's own action space while the agent is in the episode (in env.agents); "
-                   "one that has left it gets a zero observation and only action 0")
+    action_mask = (
+        "every action of the agent's own action space while the agent is in the episode (in env.agents); "
+        "one that has left it gets a zero observation and only action 0"
+    )
 
     def __init__(self, env, env_id: str, seed: int | None = None):
         self.env, self._seed = env, seed
@@ -304,9 +319,12 @@ class PettingZooEnv(MultiAgentEnv):
         self._index = {a: i for i, a in enumerate(self.agents)}
         state_space = getattr(env, "state_space", None)
         self._use_state = isinstance(state_space, spaces.Box)
-        self._set_sizes(*_space_sizes(env_id, [env.observation_space(a) for a in self.agents],
-                                              [env.action_space(a) for a in self.agents]),
-                        state_dim=int(np.prod(state_space.shape)) if self._use_state else None)
+        self._set_sizes(
+            *_space_sizes(
+                env_id, [env.observation_space(a) for a in self.agents], [env.action_space(a) for a in self.agents]
+            ),
+            state_dim=int(np.prod(state_space.shape)) if self._use_state else None,
+        )
         self._only_noop = np.zeros(self.n_actions, bool)
         self._only_noop[0] = True
         self.episode_limit = _find_max_cycles(env) or DEFAULT_EPISODE_LIMIT
@@ -342,8 +360,7 @@ class PettingZooEnv(MultiAgentEnv):
                 avail[i] = self._only_noop
         obs = self._pad_obs(per_agent)
         active = np.array([agent is not None for agent in per_agent])
-        return (obs, self._state(obs), avail, float(sum(rewards.values())), terminated, truncated,
-                {"active": active})
+        return (obs, self._state(obs), avail, float(sum(rewards.values())), terminated, truncated, {"active": active})
 
     def close(self):
         self.env.close()
@@ -386,10 +403,12 @@ MATRIX_GAMES: dict[str, MatrixGame] = {
     "penalty": _one_step_game([[10, 0, -100], [0, 2, 0], [-100, 0, 10]]),
     # QMIX paper's two-step game: agent 0's first action picks state 2A (0) or 2B (1)
     "two_step": MatrixGame(
-        payoffs=(np.zeros((2, 2), np.float32), np.full((2, 2), 7, np.float32),
-                 np.array([[0, 1], [1, 8]], np.float32)),
+        payoffs=(np.zeros((2, 2), np.float32), np.full((2, 2), 7, np.float32), np.array([[0, 1], [1, 8]], np.float32)),
         next_state=(np.array([[1, 1], [2, 2]]), np.full((2, 2), -1), np.full((2, 2), -1)),
-        optimal_return=8.0, state_names=("1", "2A", "2B"), episode_limit=2),
+        optimal_return=8.0,
+        state_names=("1", "2A", "2B"),
+        episode_limit=2,
+    ),
 }
 
 
@@ -438,10 +457,13 @@ def _import(module_name: str, env_id: str):
     except ModuleNotFoundError as e:
         missing = e.name or module_name
         if module_name == missing or module_name.startswith(missing + "."):
-            raise EnvError(f"{env_id}: module {module_name!r} is not installed; "
-                           f"{_pip_hint(module_name, missing)}") from None
-        raise EnvError(f"{env_id}: module {module_name!r} needs {missing!r}, which is not installed; "
-                       f"{_pip_hint(module_name, missing)}") from None
+            raise EnvError(
+                f"{env_id}: module {module_name!r} is not installed; {_pip_hint(module_name, missing)}"
+            ) from None
+        raise EnvError(
+            f"{env_id}: module {module_name!r} needs {missing!r}, which is not installed; "
+            f"{_pip_hint(module_name, missing)}"
+        ) from None
     except ImportError as e:  # e.g. pettingzoo.mpe, which now says it moved to mpe2
         raise EnvError(f"{env_id}: cannot import {module_name!r}: {e}") from None
 
@@ -468,8 +490,9 @@ def make_env(env_id: str, seed: int | None = None, **env_kwargs) -> MultiAgentEn
     env_kwargs go to the env's constructor (gymnasium.make / parallel_env)."""
     module_name, _, name = env_id.partition(":")
     if not module_name or not name:
-        raise EnvError(f"env id {env_id!r} must look like 'module:Id' (the module to import, then the "
-                       f"env), e.g. {_ID_EXAMPLES}")
+        raise EnvError(
+            f"env id {env_id!r} must look like 'module:Id' (the module to import, then the env), e.g. {_ID_EXAMPLES}"
+        )
     if module_name == "matrix":
         return MatrixGameEnv(name)
     if module_name == "smax":  # batched JAX code: no single-env adapter (nor a pip package "smax")
@@ -487,8 +510,10 @@ def make_env(env_id: str, seed: int | None = None, **env_kwargs) -> MultiAgentEn
     gym_ids = _gymnasium_ids(module_name)
     if gym_ids:
         close = difflib.get_close_matches(name, gym_ids, n=5, cutoff=0.5)
-        raise EnvError(f"{env_id}: {module_name!r} registers no id {name!r} ({len(gym_ids)} ids exist); "
-                       f"closest: {', '.join(close or sorted(gym_ids)[:5])}")
+        raise EnvError(
+            f"{env_id}: {module_name!r} registers no id {name!r} ({len(gym_ids)} ids exist); "
+            f"closest: {', '.join(close or sorted(gym_ids)[:5])}"
+        )
 
     try:  # PettingZoo layout: module.name is a submodule with parallel_env()
         with warnings.catch_warnings():
@@ -498,19 +523,20 @@ def make_env(env_id: str, seed: int | None = None, **env_kwargs) -> MultiAgentEn
             env_module = importlib.import_module(f"{module_name}.{name}")
     except ModuleNotFoundError as e:
         if e.name != f"{module_name}.{name}":  # the env module exists but misses a dependency
-            raise EnvError(f"{env_id} needs {e.name!r}, which is not installed; "
-                           f"{_pip_hint(module_name, e.name or name)}") from None
+            raise EnvError(
+                f"{env_id} needs {e.name!r}, which is not installed; {_pip_hint(module_name, e.name or name)}"
+            ) from None
         names = _pettingzoo_names(module)
         if not names:
-            raise EnvError(f"{env_id}: {module_name!r} registers no gymnasium ids and has no PettingZoo "
-                           f"envs (`name_vN` modules); expected ids like {_ID_EXAMPLES}") from None
+            raise EnvError(
+                f"{env_id}: {module_name!r} registers no gymnasium ids and has no PettingZoo "
+                f"envs (`name_vN` modules); expected ids like {_ID_EXAMPLES}"
+            ) from None
         close = difflib.get_close_matches(name, names, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
-        raise EnvError(f"{env_id}: {module_name!r} has no env {name!r}{hint}; "
-                       f"available: {', '.join(names)}") from None
+        raise EnvError(f"{env_id}: {module_name!r} has no env {name!r}{hint}; available: {', '.join(names)}") from None
     if not hasattr(env_module, "parallel_env"):
-        raise EnvError(f"{env_id}: {module_name}.{name} has no parallel_env(); "
-                       "a PettingZoo parallel env is needed")
+        raise EnvError(f"{env_id}: {module_name}.{name} has no parallel_env(); a PettingZoo parallel env is needed")
     try:
         params = inspect.signature(getattr(env_module, "raw_env", env_module.parallel_env)).parameters
     except (TypeError, ValueError):
@@ -531,8 +557,16 @@ class VecMultiAgentEnv:
     reward lists, and their next-step autoreset inserts a dummy transition). The module
     docstring describes seeding, auto-reset and the info keys."""
 
-    def __init__(self, env_id: str, num_envs: int, seed: int, agent_id_feature: bool = False,
-                 last_action_feature: bool = False, env_kwargs: dict | None = None, size_check=None):
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int,
+        seed: int,
+        agent_id_feature: bool = False,
+        last_action_feature: bool = False,
+        env_kwargs: dict | None = None,
+        size_check=None,
+    ):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         first = make_env(env_id, **(env_kwargs or {}))
@@ -603,8 +637,7 @@ class VecMultiAgentEnv:
             self._obs[self._rows, self._cols, self._last_action + actions] = 1.0
         self._length += 1
 
-        info = {"final_obs": self._obs.copy(), "final_state": self._state.copy(),
-                "final_avail": self._avail.copy()}
+        info = {"final_obs": self._obs.copy(), "final_state": self._state.copy(), "final_avail": self._avail.copy()}
         episode_return = np.zeros(self.num_envs, np.float32)
         episode_length = np.zeros(self.num_envs, np.int64)
         for e in np.flatnonzero(terminated | truncated):
@@ -620,9 +653,15 @@ class VecMultiAgentEnv:
             env.close()
 
 
-def make_vec_env(env_id: str, num_envs: int, seed: int, agent_id_feature: bool = False,
-                 last_action_feature: bool = False, env_kwargs: dict | None = None,
-                 size_check=None) -> VecEnv:
+def make_vec_env(
+    env_id: str,
+    num_envs: int,
+    seed: int,
+    agent_id_feature: bool = False,
+    last_action_feature: bool = False,
+    env_kwargs: dict | None = None,
+    size_check=None,
+) -> VecEnv:
     """The vectorised env for an id: what the training scripts call (same arguments as
     VecMultiAgentEnv, which it returns for every family but SMAX: ``smax:<map>`` ids get
     common.smax.SMAXVecEnv, the same interface with all envs stepped in one JAX call).
@@ -634,4 +673,3 @@ def make_vec_env(env_id: str, num_envs: int, seed: int, agent_id_feature: bool =
 
         return SMAXVecEnv(env_id, num_envs, seed, agent_id_feature, last_action_feature, env_kwargs, size_check)
     return VecMultiAgentEnv(env_id, num_envs, seed, agent_id_feature, last_action_feature, env_kwargs, size_check)
-

@@ -33,8 +33,14 @@ def make_run_name(env_id: str, exp_name: str, seed: int) -> str:
             continue
 
 
-def make_writer(run_dir: str, args: object, track: bool = False, wandb_project_name: str = "cadp",
-                wandb_entity: str | None = None, purge_step: int | None = None) -> SummaryWriter:
+def make_writer(
+    run_dir: str,
+    args: object,
+    track: bool = False,
+    wandb_project_name: str = "cadp",
+    wandb_entity: str | None = None,
+    purge_step: int | None = None,
+) -> SummaryWriter:
     """A SummaryWriter in `run_dir` with the hyperparameters logged once as a markdown table.
 
     With `track`, wandb mirrors the TensorBoard logs; it is imported only then, so it stays optional.
@@ -48,8 +54,14 @@ def make_writer(run_dir: str, args: object, track: bool = False, wandb_project_n
             import wandb
         except ImportError:
             raise SystemExit("error: --track needs wandb: pip install wandb") from None
-        wandb.init(project=wandb_project_name, entity=wandb_entity, sync_tensorboard=True,
-                   config=hyperparameters, name=run_name, save_code=True)
+        wandb.init(
+            project=wandb_project_name,
+            entity=wandb_entity,
+            sync_tensorboard=True,
+            config=hyperparameters,
+            name=run_name,
+            save_code=True,
+        )
     writer = SummaryWriter(run_dir, purge_step=purge_step)
     if purge_step is not None:
         return writer
@@ -66,8 +78,15 @@ class Progress:
     """
 
     def __init__(self, total_timesteps: int, description: str, recent_episodes: int = 20, initial: int = 0):
-        self.bar = tqdm(total=total_timesteps, desc=description, unit="step", unit_scale=True,
-                        mininterval=1.0, dynamic_ncols=True, initial=initial)
+        self.bar = tqdm(
+            total=total_timesteps,
+            desc=description,
+            unit="step",
+            unit_scale=True,
+            mininterval=1.0,
+            dynamic_ncols=True,
+            initial=initial,
+        )
         self.recent_returns: deque[float] = deque(maxlen=recent_episodes)
         self.start_time = time.time()
         self.first_step = self.last_step = initial  # a resumed run counts its speed from where it resumed
@@ -117,8 +136,15 @@ def log_confidence_matrix(writer: SummaryWriter, run_dir: str, confidence, globa
         ax.tick_params(labelsize=7)
         if n_agents <= 8:  # the values themselves, while they still fit in the cells
             for i, j in itertools.product(range(n_agents), repeat=2):
-                ax.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                        color="black" if matrix[i, j] > 0.6 else "white")
+                ax.text(
+                    j,
+                    i,
+                    f"{matrix[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="black" if matrix[i, j] > 0.6 else "white",
+                )
     axes[0].set_ylabel("agent i", fontsize=8)
     figure.colorbar(image, ax=list(axes), shrink=0.8)
     figure.suptitle(f"confidence c_ij (CADP(C), eval episodes) at step {global_step}", fontsize=9)
@@ -126,7 +152,9 @@ def log_confidence_matrix(writer: SummaryWriter, run_dir: str, confidence, globa
     os.makedirs(os.path.dirname(path), exist_ok=True)
     canvas.draw()
     figure.savefig(path)
-    writer.add_image("eval/confidence_matrix", np.asarray(canvas.buffer_rgba())[..., :3], global_step, dataformats="HWC")
+    writer.add_image(
+        "eval/confidence_matrix", np.asarray(canvas.buffer_rgba())[..., :3], global_step, dataformats="HWC"
+    )
     return path
 
 
@@ -134,8 +162,10 @@ def print_eval_table(results: dict, checkpoint: dict, episodes: int, how: str = 
     """The eval-only report: mean return (and win rate) of each model, one row each.
     results: {"centralized" or "decentralized": (mean_return, win_rate or None)}."""
     has_win = any(win is not None for _, win in results.values())
-    print(f"{checkpoint['path']}: {checkpoint['env']['env_id']}, step {checkpoint['global_step']}, "
-          f"{episodes} {how} episodes per model")
+    print(
+        f"{checkpoint['path']}: {checkpoint['env']['env_id']}, step {checkpoint['global_step']}, "
+        f"{episodes} {how} episodes per model"
+    )
     print(f"{'model':<10}{'mean return':>14}" + (f"{'win rate':>10}" if has_win else ""))
     for mode, (mean_return, win) in results.items():
         name = "CADP(C)" if mode == "centralized" else "CADP(D)"

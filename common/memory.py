@@ -50,4 +50,6 @@ def check_memory(needs: dict[str, int], flags: str) -> None:
     available, total = available_memory(), sum(needs.values())
     if available is not None and total > available:
         parts = ", ".join(f"{what} {_gib(n)}" for what, n in needs.items())
-        fail(f"this run needs about {_gib(total)} of memory ({parts}) but {_gib(available)} is available; lower {flags}")
+        fail(
+            f"this run needs about {_gib(total)} of memory ({parts}) but {_gib(available)} is available; lower {flags}"
+        )

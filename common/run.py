@@ -18,8 +18,16 @@ import numpy as np
 import torch
 import tyro
 
-from common.checkpoint import (Checkpointer, env_spec, load_checkpoint, restore, rng_state, save_atomic,
-                               set_rng_state, snapshot)
+from common.checkpoint import (
+    Checkpointer,
+    env_spec,
+    load_checkpoint,
+    restore,
+    rng_state,
+    save_atomic,
+    set_rng_state,
+    snapshot,
+)
 from common.cli import fail
 from common.logger import Progress, make_run_name, make_writer, print_eval_table
 
@@ -27,7 +35,9 @@ from common.logger import Progress, make_run_name, make_writer, print_eval_table
 def parse_args(args_class, script: str):
     """(args, checkpoint or None): tyro.cli(args_class); with --resume or --eval-only, that checkpoint is
     loaded and its run's flags become the defaults, so that flags given on this command line override them."""
-    if sys.argv[-1] == "--eval-only" or any(a == "--eval-only" and b.startswith("--") for a, b in zip(sys.argv, sys.argv[1:])):
+    if sys.argv[-1] == "--eval-only" or any(
+        a == "--eval-only" and b.startswith("--") for a, b in zip(sys.argv, sys.argv[1:])
+    ):
         fail("--eval-only needs a PATH: a checkpoint, a saved model or a run directory (--eval-only runs/<run_name>)")
     args = tyro.cli(args_class)
     if not (args.resume or args.eval_only):
@@ -49,8 +59,10 @@ class Run:
         validate(self.args)
         self.resumed = self.args.resume is not None
         if self.resumed and self.checkpoint.get("kind") == "model":
-            fail(f"{self.checkpoint['path']} is a saved model (weights only, from --save-model): it cannot be "
-                 "resumed; --resume a periodic checkpoint (checkpoints/step_*.cadp_model), or --eval-only this one")
+            fail(
+                f"{self.checkpoint['path']} is a saved model (weights only, from --save-model): it cannot be "
+                "resumed; --resume a periodic checkpoint (checkpoints/step_*.cadp_model), or --eval-only this one"
+            )
         args = self.args
         random.seed(args.seed)
         np.random.seed(args.seed)
@@ -86,8 +98,10 @@ class Run:
         saved = self.checkpoint
         complete = complete or (lambda saved_counters: saved_counters["global_step"] >= self.args.total_timesteps)
         if complete(saved["counters"]):
-            fail(f"{saved['path']} is at step {saved['global_step']}: the run is complete; "
-                 "a larger --total-timesteps trains on")
+            fail(
+                f"{saved['path']} is at step {saved['global_step']}: the run is complete; "
+                "a larger --total-timesteps trains on"
+            )
         restored = None if saved["envs"] is None else pickle.loads(saved["envs"])
         if restored is not None:
             for value in live.values():  # the envs built before the resume, which the restored ones replace
@@ -101,13 +115,28 @@ class Run:
         """Open the run directory (a resumed run's own), its TensorBoard writer, the progress bar and the
         checkpointer; from here on SIGINT/SIGTERM write a checkpoint and stop."""
         args = self.args
-        self.run_dir = self.checkpoint["run_dir"] if self.resumed else \
-            f"runs/{make_run_name(args.env_id, args.exp_name, args.seed)}"
-        self.writer = make_writer(self.run_dir, args, args.track, args.wandb_project_name, args.wandb_entity,
-                                  purge_step=global_step + 1 if self.resumed else None)
+        self.run_dir = (
+            self.checkpoint["run_dir"]
+            if self.resumed
+            else f"runs/{make_run_name(args.env_id, args.exp_name, args.seed)}"
+        )
+        self.writer = make_writer(
+            self.run_dir,
+            args,
+            args.track,
+            args.wandb_project_name,
+            args.wandb_entity,
+            purge_step=global_step + 1 if self.resumed else None,
+        )
         self.progress = Progress(args.total_timesteps, description, initial=global_step)
-        self._checkpointer = Checkpointer(self.run_dir, args.checkpoint_interval, args.keep_checkpoints, self.writer,
-                                          self.progress, resumed_step=global_step if self.resumed else None)
+        self._checkpointer = Checkpointer(
+            self.run_dir,
+            args.checkpoint_interval,
+            args.keep_checkpoints,
+            self.writer,
+            self.progress,
+            resumed_step=global_step if self.resumed else None,
+        )
         self.start_time, self.start_step = time.time(), global_step
 
     # ---- in the loop ----
@@ -131,19 +160,35 @@ class Run:
 
     def _state(self, global_step, networks, counters, live, extra) -> dict:
         envs = live["envs"]
-        return {"kind": "checkpoint", "script": self.script, "env": env_spec(envs), "args": vars(self.args),
-                "global_step": global_step, "counters": {**counters, "global_step": global_step}, "rng": rng_state(),
-                **{name: module.state_dict() for name, module in networks.items()}, **extra,
-                "envs": snapshot(live, self.args.env_id)}
+        return {
+            "kind": "checkpoint",
+            "script": self.script,
+            "env": env_spec(envs),
+            "args": vars(self.args),
+            "global_step": global_step,
+            "counters": {**counters, "global_step": global_step},
+            "rng": rng_state(),
+            **{name: module.state_dict() for name, module in networks.items()},
+            **extra,
+            "envs": snapshot(live, self.args.env_id),
+        }
 
     # ---- after training ----
     def save_model(self, global_step: int, envs, networks: dict) -> str:
         """--save-model: the networks' weights with the args and env sizes, loadable with
         `torch.load(path, weights_only=True)` and by `--eval-only path`."""
         path = f"{self.run_dir}/{self.args.exp_name}.cadp_model"
-        save_atomic({"kind": "model", "script": self.script, "env": env_spec(envs), "args": vars(self.args),
-                     "global_step": global_step, **{name: module.state_dict() for name, module in networks.items()}},
-                    path)
+        save_atomic(
+            {
+                "kind": "model",
+                "script": self.script,
+                "env": env_spec(envs),
+                "args": vars(self.args),
+                "global_step": global_step,
+                **{name: module.state_dict() for name, module in networks.items()},
+            },
+            path,
+        )
         return path
 
     def close(self, *envs) -> None:

@@ -54,8 +54,9 @@ else:
     # allies first, then enemies; no SMACv2 random positions or types
     ZEALOT, ZERGLING = 3, 4
     if "6z_vs_24zg" not in MAP_NAME_TO_SCENARIO:
-        register_scenario("6z_vs_24zg", Scenario(jnp.array([ZEALOT] * 6 + [ZERGLING] * 24, jnp.uint8), 6, 24,
-                                                 False, False))
+        register_scenario(
+            "6z_vs_24zg", Scenario(jnp.array([ZEALOT] * 6 + [ZERGLING] * 24, jnp.uint8), 6, 24, False, False)
+        )
 finally:
     # importing jaxmarl probes for brax with sys.stdout/stderr pointed at devnull, then sets them
     # to the process's own streams: that would drop any redirection (pytest's, a notebook's)
@@ -84,8 +85,11 @@ def _smax_functions(map_name: str, agent_id_feature: bool, last_action_feature: 
         if last_action_feature:
             parts.append(last_action)
         avail = env.get_avail_actions(state)
-        return (jnp.concatenate(parts, axis=-1), obs["world_state"],
-                jnp.stack([avail[agent] for agent in env.agents]).astype(bool))
+        return (
+            jnp.concatenate(parts, axis=-1),
+            obs["world_state"],
+            jnp.stack([avail[agent] for agent in env.agents]).astype(bool),
+        )
 
     def reset(key):
         key, reset_key = jax.random.split(key)
@@ -96,7 +100,8 @@ def _smax_functions(map_name: str, agent_id_feature: bool, last_action_feature: 
         key, step_key, reset_key = jax.random.split(key, 3)
         # step_env, not step: step's own auto-reset would hide the finished episode's last arrays
         obs, state, rewards, dones, _ = env.step_env(
-            step_key, state, {agent: actions[i] for i, agent in enumerate(env.agents)})
+            step_key, state, {agent: actions[i] for i, agent in enumerate(env.agents)}
+        )
         final = observe(obs, state, jax.nn.one_hot(actions, a, dtype=jnp.float32))
         alive = state.state.unit_alive  # (n + enemies,), allies first
         allies_dead, enemies_dead = ~alive[:n].any(), ~alive[n:].any()
@@ -110,8 +115,17 @@ def _smax_functions(map_name: str, agent_id_feature: bool, last_action_feature: 
         state = jax.tree.map(lambda r, s: jnp.where(done, r, s), reset_state, state)
         current = jax.tree.map(lambda r, f: jnp.where(done, r, f), fresh, final)
         active = state.state.unit_alive[:n]  # of the returned (current) step: all alive after a reset
-        return (key, state, current, final, rewards[env.agents[0]], terminated, done & ~terminated,
-                enemies_dead & ~allies_dead, active)
+        return (
+            key,
+            state,
+            current,
+            final,
+            rewards[env.agents[0]],
+            terminated,
+            done & ~terminated,
+            enemies_dead & ~allies_dead,
+            active,
+        )
 
     return env, jax.jit(jax.vmap(reset)), jax.jit(jax.vmap(step))
 
@@ -121,8 +135,16 @@ class SMAXVecEnv:
 
     has_win = True
 
-    def __init__(self, env_id: str, num_envs: int, seed: int, agent_id_feature: bool = False,
-                 last_action_feature: bool = False, env_kwargs: dict | None = None, size_check=None):
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int,
+        seed: int,
+        agent_id_feature: bool = False,
+        last_action_feature: bool = False,
+        env_kwargs: dict | None = None,
+        size_check=None,
+    ):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if _MISSING:
@@ -138,10 +160,13 @@ class SMAXVecEnv:
         self.env_id, self.num_envs, self.seed = env_id, num_envs, seed
         self.n_agents, self.n_actions = env.num_allies, env.action_spaces[env.agents[0]].n
         self.state_dim, self.env_obs_dim, self.episode_limit = env.state_size, env.obs_size, env.max_steps
-        self.action_mask = ("SMAX's env.get_avail_actions(state)[agent]: move 0-3 and stop 4 always, attack 5 + k "
-                            "while enemy k is alive and in range; a dead ally only stop")
-        self.obs_layout = feature_layout(self.env_obs_dim, self.n_agents, self.n_actions, agent_id_feature,
-                                         last_action_feature)
+        self.action_mask = (
+            "SMAX's env.get_avail_actions(state)[agent]: move 0-3 and stop 4 always, attack 5 + k "
+            "while enemy k is alive and in range; a dead ally only stop"
+        )
+        self.obs_layout = feature_layout(
+            self.env_obs_dim, self.n_agents, self.n_actions, agent_id_feature, last_action_feature
+        )
         self.obs_dim = sum(size for _, size in self.obs_layout)
         if size_check is not None:  # before reset() allocates the envs' states
             size_check(self, None)
@@ -165,7 +190,8 @@ class SMAXVecEnv:
             raise RuntimeError("call reset() before step()")
         actions = checked_actions(actions, self._avail)
         self._keys, self._states, current, final, reward, terminated, truncated, win, active = self._step_fn(
-            self._keys, self._states, jnp.asarray(actions, jnp.int32))
+            self._keys, self._states, jnp.asarray(actions, jnp.int32)
+        )
         obs, state, self._avail = _to_numpy(current)
         final_obs, final_state, final_avail = _to_numpy(final)
         reward, terminated, truncated, win, active = _to_numpy((reward, terminated, truncated, win, active))
@@ -176,9 +202,15 @@ class SMAXVecEnv:
         episode_return = np.where(done, self._return, 0.0).astype(np.float32)
         episode_length = np.where(done, self._length, 0)
         self._return[done], self._length[done] = 0.0, 0
-        info = {"final_obs": final_obs, "final_state": final_state, "final_avail": final_avail,
-                "episode_return": episode_return, "episode_length": episode_length, "win": win,
-                "active": active}
+        info = {
+            "final_obs": final_obs,
+            "final_state": final_state,
+            "final_avail": final_avail,
+            "episode_return": episode_return,
+            "episode_length": episode_length,
+            "win": win,
+            "active": active,
+        }
         return obs, state, self._avail.copy(), reward, terminated, truncated, info
 
     def close(self) -> None:

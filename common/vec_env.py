@@ -41,8 +41,9 @@ class VecEnv(Protocol):
     def close(self) -> None: ...
 
 
-def feature_layout(env_obs_dim: int, n_agents: int, n_actions: int, agent_id_feature: bool,
-                   last_action_feature: bool) -> list[tuple[str, int]]:
+def feature_layout(
+    env_obs_dim: int, n_agents: int, n_actions: int, agent_id_feature: bool, last_action_feature: bool
+) -> list[tuple[str, int]]:
     """obs_layout of a vectorised env: the parts of an observation, in concatenation order."""
     layout = [("env_observation", env_obs_dim)]
     if agent_id_feature:
@@ -58,7 +59,10 @@ def checked_actions(actions, avail: np.ndarray) -> np.ndarray:
     actions = np.asarray(actions, dtype=np.int64)
     if actions.shape != avail.shape[:2]:
         raise ValueError(f"actions must have shape {avail.shape[:2]}, got {actions.shape}")
-    if actions.min() < 0 or actions.max() >= avail.shape[2] or \
-            not np.take_along_axis(avail, actions[..., None], axis=2).all():
+    if (
+        actions.min() < 0
+        or actions.max() >= avail.shape[2]
+        or not np.take_along_axis(avail, actions[..., None], axis=2).all()
+    ):
         raise ValueError("some actions are unavailable (see avail)")
     return actions

@@ -15,8 +15,11 @@ SCRIPTS = ["cadp_qmix", "cadp_vdn", "cadp_mappo"]
 MODULES = {name: importlib.import_module(name) for name in SCRIPTS}
 LBF_ID = "lbforaging:Foraging-8x8-2p-3f-v3"  # the scripts' default env
 # flags that keep each script's run tiny; the values are not tuned, only small
-TINY = {"cadp_qmix": ["--batch-size", "2", "--buffer-size", "64"], "cadp_vdn": ["--batch-size", "2", "--buffer-size", "64"],
-        "cadp_mappo": ["--num-steps", "10"]}
+TINY = {
+    "cadp_qmix": ["--batch-size", "2", "--buffer-size", "64"],
+    "cadp_vdn": ["--batch-size", "2", "--buffer-size", "64"],
+    "cadp_mappo": ["--num-steps", "10"],
+}
 
 
 def run_script(script: str, cwd: Path, *flags: str, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -29,8 +32,9 @@ def start_script(script: str, cwd: Path, *flags: str, env: dict | None = None) -
     """`python script.py flags` from `cwd`, in the background; its output goes to cwd/stdout.txt, stderr.txt."""
     cwd.mkdir(parents=True, exist_ok=True)
     out, err = open(cwd / "stdout.txt", "w"), open(cwd / "stderr.txt", "w")
-    return subprocess.Popen([sys.executable, str(ROOT / f"{script}.py"), *flags], cwd=cwd, stdout=out, stderr=err,
-                            env=env, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / f"{script}.py"), *flags], cwd=cwd, stdout=out, stderr=err, env=env, text=True
+    )
 
 
 def final_returns(result: subprocess.CompletedProcess) -> tuple[float, float]:

@@ -19,8 +19,12 @@ from conftest import run_script
 
 from benchmarks import learning, plot
 
-TAGS_OF_A_RUN = {"eval/centralized_episodic_return", "eval/decentralized_episodic_return",
-                 "charts/episodic_return", "charts/SPS"}
+TAGS_OF_A_RUN = {
+    "eval/centralized_episodic_return",
+    "eval/decentralized_episodic_return",
+    "charts/episodic_return",
+    "charts/SPS",
+}
 ADVICE_TAGS = {"charts/self_attention_weight", "charts/prune_coef"}  # logged by the runs with advice
 
 
@@ -79,8 +83,9 @@ def check_study_csv(path: Path, algos: set[str]) -> list[dict]:
     for algo in algos:
         mine = [row for row in rows if row["algo"] == algo]
         assert {row["tag"] for row in mine} == TAGS_OF_A_RUN | (ADVICE_TAGS if algo == "cadp_qmix" else set())
-        assert {(row["study"], row["env_id"], row["script"], row["seed"]) for row in mine} == \
-            {("smoke", "matrix:two_step", "cadp_qmix", "1")}
+        assert {(row["study"], row["env_id"], row["script"], row["seed"]) for row in mine} == {
+            ("smoke", "matrix:two_step", "cadp_qmix", "1")
+        }
         assert {row["advice"] for row in mine} == {"true" if algo == "cadp_qmix" else "false"}
         evals = [row for row in mine if row["tag"] == "eval/decentralized_episodic_return"]
         assert max(int(row["step"]) for row in evals) >= 200 and len(evals) >= 3  # every 100 steps and the end
@@ -124,8 +129,10 @@ def test_smoke_study_runs_in_the_process_pool_collects_plots_and_resumes(tmp_pat
     check_study_csv(csv_path, {"cadp_qmix", "qmix"})
 
 
-@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs the benchmarks extra: "
-                    "pip install -r requirements-bench.txt (CI installs it)")
+@pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None,
+    reason="needs the benchmarks extra: pip install -r requirements-bench.txt (CI installs it)",
+)
 def test_smoke_study_runs_as_tasks_of_a_local_ray(tmp_path):
     flags = study_flags(tmp_path, "--study", "smoke", "--only", "qmix", "--workers", "2", "--ray")
     result = run_script("benchmarks/learning", tmp_path, *flags, timeout=600)  # Ray starts slowly on a loaded machine
@@ -167,13 +174,21 @@ def test_an_interrupted_job_resumes_from_its_checkpoint(tmp_path):
     import time
 
     base = learning.expand("smoke", only="cadp_qmix")[0]
-    job = replace(base, budget=replace(base.budget, total_timesteps=4_000, eval_interval=1_000), checkpoint_interval=500)
+    job = replace(
+        base, budget=replace(base.budget, total_timesteps=4_000, eval_interval=1_000), checkpoint_interval=500
+    )
     job_dir = tmp_path / "job"
     learning.start_job_dir(job, job_dir)
-    script = subprocess.Popen([sys.executable, str(learning.ROOT / "cadp_qmix.py"), *job.flags()], cwd=job_dir,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    script = subprocess.Popen(
+        [sys.executable, str(learning.ROOT / "cadp_qmix.py"), *job.flags()],
+        cwd=job_dir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
-    while not list(job_dir.glob("runs/*/checkpoints/*.cadp_model")) and time.time() < deadline and script.poll() is None:
+    while (
+        not list(job_dir.glob("runs/*/checkpoints/*.cadp_model")) and time.time() < deadline and script.poll() is None
+    ):
         time.sleep(0.05)
     script.send_signal(signal.SIGKILL)  # no chance to write a last checkpoint
     script.wait()
@@ -206,7 +221,9 @@ def fake_peer(calls: list) -> types.ModuleType:
             raise RuntimeError("peer training failed")
         writer = SummaryWriter(run_dir)
         for step in (0, 100, 200):
-            writer.add_scalar("eval/decentralized_episodic_return", seed + step / 100, step, walltime=1000.0 + step / 10)
+            writer.add_scalar(
+                "eval/decentralized_episodic_return", seed + step / 100, step, walltime=1000.0 + step / 10
+            )
             writer.add_scalar("losses/loss", 1.0, step, walltime=1000.0 + step / 10)  # not kept
         writer.close()
         Path(run_dir, "done").write_text("")
@@ -219,19 +236,32 @@ def fake_peer(calls: list) -> types.ModuleType:
 def test_peer_jobs_call_run_learning_with_their_counterparts_budget(tmp_path, monkeypatch, capsys):
     calls = []
     monkeypatch.setitem(sys.modules, "benchmarks.peer", fake_peer(calls))
-    monkeypatch.setitem(learning.STUDIES, "peers", learning.Study(env_ids=("matrix:two_step",), scripts=(),
-                                                                  seeds=(1, 2), peers=("qmix", "mappo")))
+    monkeypatch.setitem(
+        learning.STUDIES,
+        "peers",
+        learning.Study(env_ids=("matrix:two_step",), scripts=(), seeds=(1, 2), peers=("qmix", "mappo")),
+    )
     assert learning.main(study_flags(tmp_path, "--study", "peers", "--workers", "1")) == 1
     err = capsys.readouterr().err
     assert "FAILED matrix-two_step__peer_mappo__2 (RuntimeError: peer training failed)" in err
     assert "pymarlzooplus: training collapsed" in err and "Traceback: the peer's own last words" in err
-    assert sorted(calls) == [("mappo", "matrix:two_step", 1, 200, 100, 2), ("mappo", "matrix:two_step", 2, 200, 100, 2),
-                             ("qmix", "matrix:two_step", 1, 200, 100, 2), ("qmix", "matrix:two_step", 2, 200, 100, 2)]
+    assert sorted(calls) == [
+        ("mappo", "matrix:two_step", 1, 200, 100, 2),
+        ("mappo", "matrix:two_step", 2, 200, 100, 2),
+        ("qmix", "matrix:two_step", 1, 200, 100, 2),
+        ("qmix", "matrix:two_step", 2, 200, 100, 2),
+    ]
 
     rows = read_csv(tmp_path / "results" / "learning_peers.csv")
     assert {(row["algo"], row["seed"]) for row in rows} == {("peer_qmix", "1"), ("peer_qmix", "2"), ("peer_mappo", "1")}
-    assert {(row["script"], row["advice"], row["tag"]) for row in rows} == {("peer", "false", "eval/decentralized_episodic_return")}
-    seed_2 = [(int(r["step"]), float(r["wall_time_s"]), float(r["value"])) for r in rows if r["algo"] == "peer_qmix" and r["seed"] == "2"]
+    assert {(row["script"], row["advice"], row["tag"]) for row in rows} == {
+        ("peer", "false", "eval/decentralized_episodic_return")
+    }
+    seed_2 = [
+        (int(r["step"]), float(r["wall_time_s"]), float(r["value"]))
+        for r in rows
+        if r["algo"] == "peer_qmix" and r["seed"] == "2"
+    ]
     assert seed_2 == [(0, 0.0, 2.0), (100, 10.0, 3.0), (200, 20.0, 4.0)]
 
     calls.clear()  # again: only the failed job runs
@@ -251,8 +281,9 @@ def test_collected_scalars_keep_eval_tags_whole_and_thin_the_training_ones(tmp_p
     writer.close()
     rows = learning.read_scalars(tmp_path)
     assert {tag for tag, *_ in rows} == {"charts/episodic_return", "eval/decentralized_episodic_return"}
-    assert [row for row in rows if row[0].startswith("eval/")] == \
-        [("eval/decentralized_episodic_return", step, float(step), float(step)) for step in (0, 500, 999)]
+    assert [row for row in rows if row[0].startswith("eval/")] == [
+        ("eval/decentralized_episodic_return", step, float(step), float(step)) for step in (0, 500, 999)
+    ]
     training = [row for row in rows if row[0] == "charts/episodic_return"]
     assert len(training) == learning.TRAINING_POINTS  # 5 steps per bin: the mean of 0 1 0 1 0 or 1 0 1 0 1
     assert {value for *_, value in training} == {0.4, 0.6} and training[-1][1:3] == (999, 999.0)
@@ -283,11 +314,36 @@ def write_synthetic_csv(path: Path) -> None:
         writer.writerow(learning.CSV_COLUMNS)
         for (algo, tag, seed), values in curves.items():
             for step, value in zip((0, 50, 100), values):
-                writer.writerow(["synth", "x:y", algo, "cadp_qmix", str(algo == "cadp_qmix").lower(), seed, tag, step, step * 0.3 * seed, value])
+                writer.writerow(
+                    [
+                        "synth",
+                        "x:y",
+                        algo,
+                        "cadp_qmix",
+                        str(algo == "cadp_qmix").lower(),
+                        seed,
+                        tag,
+                        step,
+                        step * 0.3 * seed,
+                        value,
+                    ]
+                )
         for seed, steps, slope in ((1, (0, 60, 110), 0.1), (2, (0, 40, 100), 0.2)):
             for step in steps:
-                writer.writerow(["synth", "x:y", "peer_qmix", "peer", "false", seed, "eval/decentralized_episodic_return",
-                                 step, step * 0.4, step * slope])
+                writer.writerow(
+                    [
+                        "synth",
+                        "x:y",
+                        "peer_qmix",
+                        "peer",
+                        "false",
+                        seed,
+                        "eval/decentralized_episodic_return",
+                        step,
+                        step * 0.4,
+                        step * slope,
+                    ]
+                )
 
 
 def test_plot_writes_the_curves_and_a_table_of_mean_and_95_ci_over_seeds(tmp_path):
@@ -329,25 +385,34 @@ ARM_FLAGS = {  # the flags after the budget's, by arm
 def test_the_smax_study_runs_the_papers_items_in_order_with_the_release_schedules(capsys):
     jobs = learning.expand("smax")
     items = [(job.env_id, job.script, job.seed) for job in jobs[::2]]
-    assert items == [("smax:5m_vs_6m", "cadp_qmix", s) for s in (1, 2, 3)] + \
-        [("smax:5m_vs_6m", "cadp_vdn", s) for s in (1, 2, 3)] + [("smax:3s5z_vs_3s6z", "cadp_qmix", s) for s in (1, 2, 3)] + \
-        [("smax:5m_vs_6m", "cadp_mappo", s) for s in (1, 2, 3)] + [("smax:5m_vs_6m", "cadp_qmix", s) for s in (4, 5)]
+    assert items == [("smax:5m_vs_6m", "cadp_qmix", s) for s in (1, 2, 3)] + [
+        ("smax:5m_vs_6m", "cadp_vdn", s) for s in (1, 2, 3)
+    ] + [("smax:3s5z_vs_3s6z", "cadp_qmix", s) for s in (1, 2, 3)] + [
+        ("smax:5m_vs_6m", "cadp_mappo", s) for s in (1, 2, 3)
+    ] + [("smax:5m_vs_6m", "cadp_qmix", s) for s in (4, 5)]
     assert [job.advice for job in jobs] == [True, False] * 14 and len({job.name for job in jobs}) == 28
+
     def flag(job, name):
         flags = job.flags()
         return flags[flags.index(name) + 1]
+
     for job in jobs:
         assert flag(job, "--checkpoint-interval") == "50000"  # so an interrupted run continues
-        steps, epsilon, prune = {("smax:5m_vs_6m", "cadp_qmix"): ("1050000", "50000", "0.6667"),
-                                 ("smax:5m_vs_6m", "cadp_vdn"): ("1050000", "50000", "0.6667"),
-                                 ("smax:3s5z_vs_3s6z", "cadp_qmix"): ("4000000", "500000", "0.75"),
-                                 ("smax:5m_vs_6m", "cadp_mappo"): ("10000000", None, "0.6")}[job.env_id, job.script]
+        steps, epsilon, prune = {
+            ("smax:5m_vs_6m", "cadp_qmix"): ("1050000", "50000", "0.6667"),
+            ("smax:5m_vs_6m", "cadp_vdn"): ("1050000", "50000", "0.6667"),
+            ("smax:3s5z_vs_3s6z", "cadp_qmix"): ("4000000", "500000", "0.75"),
+            ("smax:5m_vs_6m", "cadp_mappo"): ("10000000", None, "0.6"),
+        }[job.env_id, job.script]
         assert flag(job, "--total-timesteps") == steps and flag(job, "--prune-start-fraction") == prune
         assert ("--exploration-steps" in job.flags()) == (epsilon is not None)
         if epsilon:
             assert flag(job, "--exploration-steps") == epsilon
     assert [job.seed for job in learning.expand("smax", seeds=[7])[::2]] == [7] * 4  # one per item's (env, script)
-    assert learning.main(["--study", "smax", "--dry-run", "--runs-dir", "/nonexistent", "--results-dir", "/nonexistent"]) == 0
+    assert (
+        learning.main(["--study", "smax", "--dry-run", "--runs-dir", "/nonexistent", "--results-dir", "/nonexistent"])
+        == 0
+    )
     assert "28 jobs: 0 finished, 28 to run" in capsys.readouterr().out
 
 
@@ -363,7 +428,7 @@ def test_the_ablation_expands_to_its_arms_script_by_script_then_seed_by_seed(tmp
     for job in jobs:
         arm = job.algo.removeprefix("cadp_").split("_", 1)[1]
         flags = job.flags()
-        assert flags[flags.index("--checkpoint-interval") + 2:] == ARM_FLAGS[arm]
+        assert flags[flags.index("--checkpoint-interval") + 2 :] == ARM_FLAGS[arm]
         assert job.advice == job.algo.startswith("cadp_") and job.advice == ("--no-advice" not in flags)
         assert job.budget == learning.ABLATION_BUDGETS[job.script, learning.env_family(job.env_id)]
         assert flags[flags.index("--total-timesteps") + 1] == str(job.budget.total_timesteps)
@@ -378,20 +443,43 @@ def test_the_ablation_expands_to_its_arms_script_by_script_then_seed_by_seed(tmp
 
 
 def test_the_other_studies_keep_their_job_names_and_signatures():
-    pinned = {"lbf": "4406dc1b501514a5", "rware": "12537eaa0b1f375a", "mpe": "c6d264c673ea87ee",
-              "smoke": "6f1ae3628236a249"}  # as before the ablation
+    pinned = {
+        "lbf": "4406dc1b501514a5",
+        "rware": "12537eaa0b1f375a",
+        "mpe": "c6d264c673ea87ee",
+        "smoke": "6f1ae3628236a249",
+    }  # as before the ablation
     for study, digest in pinned.items():
         text = "\n".join(f"{job.name} {job.signature()}" for job in learning.expand(study))
         assert hashlib.sha256(text.encode()).hexdigest()[:16] == digest, study
     assert learning.expand("smoke")[0].signature() == json.dumps(
-        ["cadp_qmix.py", "--env-id", "matrix:two_step", "--seed", "1", "--total-timesteps", "200", "--eval-interval",
-         "100", "--eval-episodes", "2", "--torch-threads", "1", "--checkpoint-interval", "0", "--num-envs", "2"])
+        [
+            "cadp_qmix.py",
+            "--env-id",
+            "matrix:two_step",
+            "--seed",
+            "1",
+            "--total-timesteps",
+            "200",
+            "--eval-interval",
+            "100",
+            "--eval-episodes",
+            "2",
+            "--torch-threads",
+            "1",
+            "--checkpoint-interval",
+            "0",
+            "--num-envs",
+            "2",
+        ]
+    )
 
 
 def fake_ablation_job(calls: list, csv_path: Path, stop_at: int | None = None):
     """A stand-in for run_job: eval and training curves whose values say which job and which call made them.
     It checks that the CSV holds the calls before it (written after each job), and stops the study with
     KeyboardInterrupt at call `stop_at`, as Ctrl-C does."""
+
     def run_job(job, job_dir=None, root=None):
         calls.append(job.name)
         if len(calls) == stop_at:
@@ -405,6 +493,7 @@ def fake_ablation_job(calls: list, csv_path: Path, stop_at: int | None = None):
             rows += [("charts/self_attention_weight", step, step / 100, 0.5) for step in (50, 150)]
             rows += [("charts/prune_coef", 50, 0.5, 0.0), ("charts/prune_coef", 150, 1.5, 0.5)]
         return {"ok": True, "error": None, "rows": rows, "log": "fake\n", "seconds": 1.0}
+
     return run_job
 
 
@@ -423,8 +512,10 @@ def test_a_stopped_ablation_keeps_its_finished_jobs_and_resumes_in_a_fresh_clone
         assert manifest[job.name]["signature"] == job.signature() and manifest[job.name]["seconds"] == 1.0
         assert manifest[job.name]["finished"].endswith("+00:00")
     rows = read_csv(csv_path)
-    assert {(row["algo"], row["value"]) for row in rows if row["tag"].startswith("eval/")} == \
-        {("qmix_rnn", "1"), ("cadp_qmix_post_gru", "2")}  # the calls that made them
+    assert {(row["algo"], row["value"]) for row in rows if row["tag"].startswith("eval/")} == {
+        ("qmix_rnn", "1"),
+        ("cadp_qmix_post_gru", "2"),
+    }  # the calls that made them
     assert "Runs in: 2 of 4 planned" in (tmp_path / "results" / "learning_ablation-smoke.md").read_text()
     assert not list(tmp_path.glob("results/.*"))  # no temporary file left behind
 
@@ -442,7 +533,7 @@ def test_a_stopped_ablation_keeps_its_finished_jobs_and_resumes_in_a_fresh_clone
     assert calls == names[2:] and "warning: the report failed (ZeroDivisionError" in capsys.readouterr().err
     assert list(json.loads(manifest_path.read_text())) == names
     resumed = read_csv(csv_path)
-    assert resumed[:len(rows)] == rows  # the first two jobs' rows, kept from the CSV
+    assert resumed[: len(rows)] == rows  # the first two jobs' rows, kept from the CSV
     assert {row["algo"] for row in resumed} == {"qmix_rnn", "cadp_qmix_post_gru", "mappo_rnn", "cadp_mappo_post_gru"}
 
     # other seeds add to the study; a job whose signature changed loses its rows, and runs again
@@ -482,7 +573,7 @@ def test_ablation_smoke_study_runs_in_the_process_pool_and_survives_a_fresh_clon
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "4 jobs, 2 already finished, running 2 on 2 workers" in result.stdout
     rows = read_csv(results / "learning_ablation-smoke.csv")
-    assert rows[:len(qmix_rows)] == qmix_rows
+    assert rows[: len(qmix_rows)] == qmix_rows
     assert {row["algo"] for row in rows} == {"qmix_rnn", "cadp_qmix_post_gru", "mappo_rnn", "cadp_mappo_post_gru"}
     assert ADVICE_TAGS <= {row["tag"] for row in rows if row["algo"] == "cadp_mappo_post_gru"}
     manifest = json.loads((results / "learning_ablation-smoke.jobs.json").read_text())
@@ -500,37 +591,79 @@ def write_ablation_csv(path: Path) -> None:
     manifest's flags; the last eval before it: step 50); gru_input has no manifest entry: its breakpoint is
     read off charts/prune_coef. Win rates for two arms only, as a partial study may have."""
     curves = {  # (algo, tag, seed): values at steps 0, 50, 100
-        ("qmix_rnn", "D", 1): [0, 1, 2], ("qmix_rnn", "D", 2): [0, 2, 4], ("qmix_rnn", "D", 3): [0, 3, 3],
-        ("qmix_gru", "D", 1): [0, 1, 1], ("qmix_gru", "D", 2): [0, 1, 1],
-        ("cadp_qmix_post_gru", "D", 1): [0, 0, 3], ("cadp_qmix_post_gru", "D", 2): [0, 0, 6],
+        ("qmix_rnn", "D", 1): [0, 1, 2],
+        ("qmix_rnn", "D", 2): [0, 2, 4],
+        ("qmix_rnn", "D", 3): [0, 3, 3],
+        ("qmix_gru", "D", 1): [0, 1, 1],
+        ("qmix_gru", "D", 2): [0, 1, 1],
+        ("cadp_qmix_post_gru", "D", 1): [0, 0, 3],
+        ("cadp_qmix_post_gru", "D", 2): [0, 0, 6],
         ("cadp_qmix_post_gru", "D", 3): [0, 0, 6],
-        ("cadp_qmix_post_gru", "C", 1): [0, 2, 9], ("cadp_qmix_post_gru", "C", 2): [0, 4, 9],
+        ("cadp_qmix_post_gru", "C", 1): [0, 2, 9],
+        ("cadp_qmix_post_gru", "C", 2): [0, 4, 9],
         ("cadp_qmix_post_gru", "C", 3): [0, 3, 9],
-        ("cadp_qmix_post_gru_noprune", "D", 1): [0, 1, 1], ("cadp_qmix_post_gru_noprune", "D", 2): [0, 1, 3],
-        ("cadp_qmix_post_gru_noprune", "C", 1): [0, 5, 7], ("cadp_qmix_post_gru_noprune", "C", 2): [0, 5, 9],
-        ("cadp_qmix_gru_input", "D", 1): [0, 1, 5], ("cadp_qmix_gru_input", "C", 1): [0, 6, 8],
-        ("qmix_rnn", "W", 1): [0, 0.5, 0.5], ("qmix_rnn", "W", 2): [0, 0.5, 0.5],
-        ("cadp_qmix_post_gru", "W", 1): [0, 0.5, 1], ("cadp_qmix_post_gru", "W", 2): [0, 0.5, 0.75],
-        ("cadp_qmix_post_gru", "CW", 1): [0, 1, 1], ("cadp_qmix_post_gru", "CW", 2): [0, 0.75, 1],
+        ("cadp_qmix_post_gru_noprune", "D", 1): [0, 1, 1],
+        ("cadp_qmix_post_gru_noprune", "D", 2): [0, 1, 3],
+        ("cadp_qmix_post_gru_noprune", "C", 1): [0, 5, 7],
+        ("cadp_qmix_post_gru_noprune", "C", 2): [0, 5, 9],
+        ("cadp_qmix_gru_input", "D", 1): [0, 1, 5],
+        ("cadp_qmix_gru_input", "C", 1): [0, 6, 8],
+        ("qmix_rnn", "W", 1): [0, 0.5, 0.5],
+        ("qmix_rnn", "W", 2): [0, 0.5, 0.5],
+        ("cadp_qmix_post_gru", "W", 1): [0, 0.5, 1],
+        ("cadp_qmix_post_gru", "W", 2): [0, 0.5, 0.75],
+        ("cadp_qmix_post_gru", "CW", 1): [0, 1, 1],
+        ("cadp_qmix_post_gru", "CW", 2): [0, 0.75, 1],
     }
-    tags = {"D": "eval/decentralized_episodic_return", "C": "eval/centralized_episodic_return",
-            "W": "eval/decentralized_win_rate", "CW": "eval/centralized_win_rate"}
-    rows = [(algo, seed, tags[tag], step, value) for (algo, tag, seed), values in curves.items()
-            for step, value in zip((0, 50, 100), values)]
-    rows += [(algo, 1, tag, step, value) for algo in ("cadp_qmix_post_gru", "cadp_qmix_gru_input")
-             for step, value in zip((20, 40, 60, 80, 100), (0, 0, 0, 0.5, 0.5))
-             for tag in ("charts/prune_coef", "charts/self_attention_weight")]
+    tags = {
+        "D": "eval/decentralized_episodic_return",
+        "C": "eval/centralized_episodic_return",
+        "W": "eval/decentralized_win_rate",
+        "CW": "eval/centralized_win_rate",
+    }
+    rows = [
+        (algo, seed, tags[tag], step, value)
+        for (algo, tag, seed), values in curves.items()
+        for step, value in zip((0, 50, 100), values)
+    ]
+    rows += [
+        (algo, 1, tag, step, value)
+        for algo in ("cadp_qmix_post_gru", "cadp_qmix_gru_input")
+        for step, value in zip((20, 40, 60, 80, 100), (0, 0, 0, 0.5, 0.5))
+        for tag in ("charts/prune_coef", "charts/self_attention_weight")
+    ]
     with open(path, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(learning.CSV_COLUMNS)
         for algo, seed, tag, step, value in rows:
-            writer.writerow(["ablation", "x:y", algo, "cadp_qmix", str(algo.startswith("cadp_")).lower(), seed, tag,
-                             step, step / 10, value])
+            writer.writerow(
+                [
+                    "ablation",
+                    "x:y",
+                    algo,
+                    "cadp_qmix",
+                    str(algo.startswith("cadp_")).lower(),
+                    seed,
+                    tag,
+                    step,
+                    step / 10,
+                    value,
+                ]
+            )
     manifest = {}
     for algo, seed in {(algo, seed) for algo, _, seed in curves if algo != "cadp_qmix_gru_input"}:
         fraction = "1" if algo.endswith("noprune") else "0.67"
-        command = ["cadp_qmix.py", "--env-id", "x:y", "--seed", str(seed), "--total-timesteps", "100",
-                   "--prune-start-fraction", fraction]
+        command = [
+            "cadp_qmix.py",
+            "--env-id",
+            "x:y",
+            "--seed",
+            str(seed),
+            "--total-timesteps",
+            "100",
+            "--prune-start-fraction",
+            fraction,
+        ]
         manifest[f"x-y__{algo}__{seed}"] = {"signature": json.dumps(command), "seconds": 1.0, "finished": "2025-01-01"}
     path.with_name("learning_ablation.jobs.json").write_text(json.dumps(manifest))
 
@@ -553,8 +686,9 @@ def test_the_ablation_report_gives_the_paired_differences_computed_by_hand(tmp_p
     assert "| `cadp_qmix_post_gru_noprune` | 2 | 2.000 ± 12.706 | 8.000 ± 12.706 | 8.000 ± 12.706 | 100 |" in returns
     # no manifest entry: prune_coef is still 0 at step 60, on at 80, so (C) is the eval at 50
     assert "| `cadp_qmix_gru_input` | 1 | 5.000 | 8.000 | 6.000 | 50 |" in returns
-    assert "Against the stronger baseline, `qmix_rnn` (the higher mean final (D) of `qmix_rnn` and `qmix_gru`)" \
-        in returns
+    assert (
+        "Against the stronger baseline, `qmix_rnn` (the higher mean final (D) of `qmix_rnn` and `qmix_gru`)" in returns
+    )
     # post_gru - rnn per seed: (C) at 50 minus rnn at 50: 2-1, 4-2, 3-3 = 1, 2, 0; final: 3-2, 6-4, 6-3 = 1, 2, 3
     assert "| `cadp_qmix_post_gru` | 1.000 ± 2.484 (3) | 2.000 ± 2.484 (3) |" in returns
     # noprune, seeds 1 and 2: (C) at 100 minus rnn at 100: 7-2, 9-4; final: 1-2, 3-4

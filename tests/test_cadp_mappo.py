@@ -5,13 +5,13 @@ test_cadp_networks.py and test_end_to_end.py."""
 
 import pytest
 import torch
+from conftest import final_returns, run_script
+from conftest import make_agent as make_script_agent
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cadp_mappo
 from cadp_mappo import ValueNormalizer, compute_gae, masked_policy, ppo_policy_loss, to_chunks, value_loss
-from conftest import final_returns, run_script
-from conftest import make_agent as make_script_agent
 
 
 def make_agent(obs_dim=7, n_actions=4, seed=0, **overrides):
@@ -48,7 +48,10 @@ def test_gae_matches_naive_loop(seed, time_steps, num_envs):
     generator = torch.Generator().manual_seed(seed)
     values = torch.randn(time_steps, num_envs, 2, generator=generator)
     rewards = torch.randn(time_steps, num_envs, generator=generator)
-    last_values, final_values = torch.randn(num_envs, 2, generator=generator), torch.randn(time_steps, num_envs, 2, generator=generator)
+    last_values, final_values = (
+        torch.randn(num_envs, 2, generator=generator),
+        torch.randn(time_steps, num_envs, 2, generator=generator),
+    )
     ends = torch.rand(time_steps, num_envs, generator=generator)
     terminated, truncated = ends < 0.2, (ends >= 0.2) & (ends < 0.4)
     expected = naive_gae(rewards, values, last_values, final_values, terminated, truncated, 0.9, 0.8)
@@ -82,8 +85,10 @@ def test_masked_actions_are_never_sampled_and_entropy_stays_finite(seed):
     assert avail.gather(-1, samples.movedim(0, -1)).all()
     assert torch.isfinite(policy.log_prob(samples)).all()
     entropy = policy.entropy()
-    only_available = [torch.distributions.Categorical(logits=row[mask]).entropy() for row, mask in
-                      zip(logits.detach().flatten(0, 1), avail.flatten(0, 1))]
+    only_available = [
+        torch.distributions.Categorical(logits=row[mask]).entropy()
+        for row, mask in zip(logits.detach().flatten(0, 1), avail.flatten(0, 1))
+    ]
     torch.testing.assert_close(entropy.detach().flatten(), torch.stack(only_available))
     entropy.sum().backward()
     assert torch.isfinite(logits.grad).all() and (logits.grad[~avail] == 0).all()
@@ -108,8 +113,7 @@ def test_dead_agents_leave_the_ppo_losses():
     which equal those of the living agents' entries alone."""
     generator = torch.Generator().manual_seed(0)
     shape = (4, 5, 3)  # (chunks, chunk_length, agents)
-    new, old, advantages, new_values, old_values, targets = (torch.randn(shape, generator=generator)
-                                                             for _ in range(6))
+    new, old, advantages, new_values, old_values, targets = (torch.randn(shape, generator=generator) for _ in range(6))
     active = torch.ones(shape)
     active[:, 2:, 1] = 0.0  # agent 1 dies at step 2 of every chunk
     living = active.bool()
@@ -125,8 +129,9 @@ def test_dead_agents_leave_the_ppo_losses():
     noisy_advantages[~living], noisy_targets[~living] = 1e3, -1e3
     torch.testing.assert_close(ppo_policy_loss(new, old, noisy_advantages, active, 0.2)[0], loss)
     for clip_vloss in (True, False):
-        expected = value_loss(new_values[living], old_values[living], targets[living], torch.ones(int(living.sum())),
-                              0.2, clip_vloss)
+        expected = value_loss(
+            new_values[living], old_values[living], targets[living], torch.ones(int(living.sum())), 0.2, clip_vloss
+        )
         torch.testing.assert_close(value_loss(new_values, old_values, noisy_targets, active, 0.2, clip_vloss), expected)
 
 
@@ -141,7 +146,9 @@ def test_hidden_state_resets_where_an_episode_starts():
         for i, cuts in enumerate([[0, 3, 8], [0, 5, 6, 8], [0, 8]]):
             piece_hidden, pieces = hidden[i : i + 1], []
             for start, end in zip(cuts[:-1], cuts[1:]):
-                piece, piece_hidden, _ = network(obs[i : i + 1, start:end], piece_hidden if start == 0 else torch.zeros(1, 2, 16))
+                piece, piece_hidden, _ = network(
+                    obs[i : i + 1, start:end], piece_hidden if start == 0 else torch.zeros(1, 2, 16)
+                )
                 pieces.append(piece)
             torch.testing.assert_close(logits[i : i + 1], torch.cat(pieces, dim=1))
             torch.testing.assert_close(last_hidden[i : i + 1], piece_hidden)
@@ -160,8 +167,11 @@ def test_chunks_replay_the_rollout():
             stored_hidden.append(hidden)
             logits, hidden, _ = network(obs[t].unsqueeze(1), hidden, episode_starts=episode_starts[t].unsqueeze(1))
             rollout_logits.append(logits[:, 0])
-        chunk_logits, _, _ = network(to_chunks(obs, chunk_length), to_chunks(torch.stack(stored_hidden), chunk_length)[:, 0],
-                                     episode_starts=to_chunks(episode_starts, chunk_length))
+        chunk_logits, _, _ = network(
+            to_chunks(obs, chunk_length),
+            to_chunks(torch.stack(stored_hidden), chunk_length)[:, 0],
+            episode_starts=to_chunks(episode_starts, chunk_length),
+        )
     torch.testing.assert_close(chunk_logits, to_chunks(torch.stack(rollout_logits), chunk_length))
 
 
@@ -185,17 +195,43 @@ def test_learns_the_two_step_game(tmp_path):
     pick state 2A (7) or coordinate in 2B (8) reliably clears 6.5. A flipped advantage or ratio
     sign drives the policy to 0-1 returns, a gradient-free ratio leaves it near uniform."""
     centralized, decentralized = run_mappo(
-        tmp_path, "--env-id", "matrix:two_step", "--total-timesteps", "6000", "--num-envs", "16",
-        "--num-steps", "10", "--chunk-length", "2", "--no-eval-greedy", "--eval-episodes", "200",
-        "--eval-interval", "100000", "--seed", "3")
+        tmp_path,
+        "--env-id",
+        "matrix:two_step",
+        "--total-timesteps",
+        "6000",
+        "--num-envs",
+        "16",
+        "--num-steps",
+        "10",
+        "--chunk-length",
+        "2",
+        "--no-eval-greedy",
+        "--eval-episodes",
+        "200",
+        "--eval-interval",
+        "100000",
+        "--seed",
+        "3",
+    )
     assert centralized >= 6.5 and decentralized >= 6.5
 
 
 def test_same_seed_gives_same_losses(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    flags = ["--env-id", "matrix:climbing", "--total-timesteps", "960", "--num-envs", "8", "--num-steps", "10",
-             "--eval-episodes", "2"]
+    flags = [
+        "--env-id",
+        "matrix:climbing",
+        "--total-timesteps",
+        "960",
+        "--num-envs",
+        "8",
+        "--num-steps",
+        "10",
+        "--eval-episodes",
+        "2",
+    ]
     losses = []
     for name in ("first", "second"):
         run_mappo(tmp_path, *flags, "--exp-name", name)

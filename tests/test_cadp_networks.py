@@ -9,15 +9,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import MODULES, make_agent
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cadp_mappo
 import cadp_qmix
 import cadp_vdn
-from cadp_qmix import AdviceAttention, Args, QMixer, pruning_loss, prune_coef_at
-
-from conftest import MODULES, make_agent
+from cadp_qmix import AdviceAttention, Args, QMixer, prune_coef_at, pruning_loss
 
 SCRIPTS = list(MODULES.values())
 PLACEMENTS = ["post-gru", "gru-input"]
@@ -115,8 +114,18 @@ def test_advice_off_post_gru_is_mappos_recurrent_actor():
     """LayerNorm'd input and MLP base -> GRU -> LayerNorm -> linear action head (MAPPO's R_Actor)."""
     network = make_agent(cadp_mappo, advice=False, advice_placement="post-gru")
     layer_norm, linear = torch.nn.LayerNorm, torch.nn.Linear
-    reference = torch.nn.ModuleList([layer_norm(7), linear(7, 16), layer_norm(16), linear(16, 16), layer_norm(16),
-                                     torch.nn.GRU(16, 16), layer_norm(16), linear(16, 4)])
+    reference = torch.nn.ModuleList(
+        [
+            layer_norm(7),
+            linear(7, 16),
+            layer_norm(16),
+            linear(16, 16),
+            layer_norm(16),
+            torch.nn.GRU(16, 16),
+            layer_norm(16),
+            linear(16, 4),
+        ]
+    )
     assert parameter_shapes(network) == parameter_shapes(reference)
 
 
@@ -143,7 +152,9 @@ def test_pruning_loss_at_uniform_confidence_is_log_n_over_n(n_agents, heads):
     mask = torch.ones(2, 3)
     for module in SCRIPTS:
         assert module.pruning_loss(uniform, mask).item() == pytest.approx(math.log(n_agents) / n_agents, rel=1e-5)
-        assert module.pruning_loss(uniform, mask, "eq3").item() == pytest.approx(n_agents * math.log(n_agents), rel=1e-5)
+        assert module.pruning_loss(uniform, mask, "eq3").item() == pytest.approx(
+            n_agents * math.log(n_agents), rel=1e-5
+        )
 
 
 @settings(max_examples=20, deadline=None)
@@ -266,8 +277,10 @@ def test_every_evaluation_plays_the_same_episodes(module):
     envs.reset = recording_reset
     greedy = (True,) if module is cadp_mappo else ()
     first, second = (make_agent(module, envs.obs_dim, envs.n_actions, seed=seed) for seed in (1, 2))
-    returns = [module.evaluate(agent, envs, 16, "cpu", decentralized, *greedy)[0]
-               for agent, decentralized in ((first, True), (first, False), (second, True), (first, True))]
+    returns = [
+        module.evaluate(agent, envs, 16, "cpu", decentralized, *greedy)[0]
+        for agent, decentralized in ((first, True), (first, False), (second, True), (first, True))
+    ]
     assert len(starts) == 4 and all(np.array_equal(starts[0], start) for start in starts[1:])
     assert returns[0] == returns[3]
     envs.close()
@@ -282,6 +295,12 @@ def test_the_pieces_meant_to_be_identical_in_the_scripts_are():
 
     for name in ("AdviceAttention", "pruning_loss", "prune_coef_at"):
         assert source(cadp_qmix, name) == source(cadp_vdn, name) == source(cadp_mappo, name), name
-    for name in ("CADPAgent", "DecentralizedActor", "evaluate", "select_actions", "exploration_duration",
-                 "export_decentralized_actor"):
+    for name in (
+        "CADPAgent",
+        "DecentralizedActor",
+        "evaluate",
+        "select_actions",
+        "exploration_duration",
+        "export_decentralized_actor",
+    ):
         assert source(cadp_qmix, name) == source(cadp_vdn, name), name

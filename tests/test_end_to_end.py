@@ -10,21 +10,35 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import LBF_ID, MODULES, TINY, final_returns, run_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import cadp_mappo
-from conftest import LBF_ID, MODULES, TINY, final_returns, run_script
 
 SMALL = ["--hidden-dim", "16"]
 CHECKPOINT_AGENT_KEY = {"cadp_qmix": "agent", "cadp_vdn": "agent", "cadp_mappo": "actor"}
 COMMON_TAGS = {
-    "charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/update_time_ms", "charts/self_attention_weight",
-    "charts/prune_coef", "losses/prune_loss", "losses/grad_norm",
-    "eval/centralized_episodic_return", "eval/decentralized_episodic_return",
+    "charts/episodic_return",
+    "charts/episodic_length",
+    "charts/SPS",
+    "charts/update_time_ms",
+    "charts/self_attention_weight",
+    "charts/prune_coef",
+    "losses/prune_loss",
+    "losses/grad_norm",
+    "eval/centralized_episodic_return",
+    "eval/decentralized_episodic_return",
 }
 Q_LEARNING_TAGS = {"charts/epsilon", "losses/td_loss", "losses/q_values", "losses/target_q_values"}
-PPO_TAGS = {"charts/learning_rate", "losses/policy_loss", "losses/value_loss", "losses/entropy",
-            "losses/approx_kl", "losses/clipfrac", "losses/explained_variance"}
+PPO_TAGS = {
+    "charts/learning_rate",
+    "losses/policy_loss",
+    "losses/value_loss",
+    "losses/entropy",
+    "losses/approx_kl",
+    "losses/clipfrac",
+    "losses/explained_variance",
+}
 SCRIPT_TAGS = {"cadp_qmix": Q_LEARNING_TAGS, "cadp_vdn": Q_LEARNING_TAGS, "cadp_mappo": PPO_TAGS}
 
 
@@ -73,9 +87,27 @@ def scalar_tags(run_dir: Path) -> set[str]:
 @pytest.mark.parametrize("script", list(TINY))
 @pytest.mark.parametrize("placement", ["post-gru", "gru-input"])
 def test_training_run_writes_tags_checkpoint_and_a_faithful_exported_actor(script, placement, tmp_path):
-    result = run_script(script, tmp_path, "--env-id", LBF_ID, "--total-timesteps", "1200",
-                        "--num-envs", "4", "--eval-interval", "600", "--eval-episodes", "2",
-                        "--prune-start-fraction", "0.3", "--save-model", "--advice-placement", placement, *TINY[script], *SMALL)
+    result = run_script(
+        script,
+        tmp_path,
+        "--env-id",
+        LBF_ID,
+        "--total-timesteps",
+        "1200",
+        "--num-envs",
+        "4",
+        "--eval-interval",
+        "600",
+        "--eval-episodes",
+        "2",
+        "--prune-start-fraction",
+        "0.3",
+        "--save-model",
+        "--advice-placement",
+        placement,
+        *TINY[script],
+        *SMALL,
+    )
     final_returns(result)
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert run_dir.name.startswith("lbforaging-Foraging-8x8-2p-3f-v3__" + script + "__1__")
@@ -90,7 +122,9 @@ def test_training_run_writes_tags_checkpoint_and_a_faithful_exported_actor(scrip
     assert args.advice_placement == placement
     agent = module.CADPAgent(spec["obs_dim"], spec["n_actions"], args)
     agent.load_state_dict(checkpoint[CHECKPOINT_AGENT_KEY[script]])
-    expected_layout = ["env_observation"] + ["agent_id_onehot"] * args.obs_agent_id + ["last_action_onehot"] * args.obs_last_action
+    expected_layout = (
+        ["env_observation"] + ["agent_id_onehot"] * args.obs_agent_id + ["last_action_onehot"] * args.obs_last_action
+    )
     assert [name for name, _ in spec["observation_layout"]] == expected_layout
 
     exported = torch.export.load(run_dir / "decentralized_actor.pt2").module()
@@ -112,11 +146,27 @@ def test_training_run_writes_tags_checkpoint_and_a_faithful_exported_actor(scrip
     # deployed: a fresh interpreter without site-packages, given torch alone, runs the same actor on
     # agent 0's rows, alone and then in one batch with rows of other agents that it must not mix in
     changed = torch.randn_like(obs[:, 1])
-    torch.save((torch.cat([obs[:, 0], obs[:, 0], changed]), torch.cat([hidden[:, 0]] * 3),
-                torch.cat([avail[:, 0]] * 3)), tmp_path / "inputs.pt")
-    deployed = subprocess.run([sys.executable, "-S", "-E", "-c", DEPLOYED, str(torch_only_site(tmp_path / "site")),
-                               str(run_dir / "decentralized_actor.pt2"), "inputs.pt", "outputs.pt"],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    torch.save(
+        (torch.cat([obs[:, 0], obs[:, 0], changed]), torch.cat([hidden[:, 0]] * 3), torch.cat([avail[:, 0]] * 3)),
+        tmp_path / "inputs.pt",
+    )
+    deployed = subprocess.run(
+        [
+            sys.executable,
+            "-S",
+            "-E",
+            "-c",
+            DEPLOYED,
+            str(torch_only_site(tmp_path / "site")),
+            str(run_dir / "decentralized_actor.pt2"),
+            "inputs.pt",
+            "outputs.pt",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert deployed.returncode == 0, deployed.stderr[-3000:]
     deployed_q, deployed_hidden = torch.load(tmp_path / "outputs.pt")
     torch.testing.assert_close(deployed_q[:5], q[:, 0])
@@ -141,8 +191,9 @@ def test_readme_deployment_example_plays_real_lbf_episodes_as_the_scripts_own_ev
 
     module = MODULES[script]
     args = module.Args()
-    eval_envs = make_vec_env(LBF_ID, 32, args.seed + 100_000,
-                             agent_id_feature=args.obs_agent_id, last_action_feature=args.obs_last_action)
+    eval_envs = make_vec_env(
+        LBF_ID, 32, args.seed + 100_000, agent_id_feature=args.obs_agent_id, last_action_feature=args.obs_last_action
+    )
     torch.manual_seed(2)  # untrained weights that collect some food
     agent = module.CADPAgent(eval_envs.obs_dim, eval_envs.n_actions, args)
     module.export_decentralized_actor(agent, eval_envs, args.hidden_dim, str(tmp_path))
@@ -166,8 +217,22 @@ def test_readme_deployment_example_plays_real_lbf_episodes_as_the_scripts_own_ev
 @pytest.mark.parametrize("script", list(TINY))
 @pytest.mark.parametrize("env_id", ["rware:rware-tiny-2ag-v2", "mpe2:simple_speaker_listener_v4"])
 def test_script_runs_unchanged_on_other_env_families(script, env_id, tmp_path):
-    result = run_script(script, tmp_path, "--env-id", env_id, "--total-timesteps", "1100", "--num-envs", "2",
-                        "--eval-interval", "1000", "--eval-episodes", "1", *TINY[script], *SMALL)
+    result = run_script(
+        script,
+        tmp_path,
+        "--env-id",
+        env_id,
+        "--total-timesteps",
+        "1100",
+        "--num-envs",
+        "2",
+        "--eval-interval",
+        "1000",
+        "--eval-episodes",
+        "1",
+        *TINY[script],
+        *SMALL,
+    )
     final_returns(result)
 
 

@@ -8,12 +8,12 @@ import types
 
 import numpy as np
 import pytest
+from env_checks import check_agent_id_and_last_action_features, random_actions
 from gymnasium import spaces
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common.envs import MATRIX_GAMES, EnvError, VecMultiAgentEnv, make_env
-from env_checks import check_agent_id_and_last_action_features, random_actions
 
 LBF = "lbforaging:Foraging-8x8-2p-3f-v3"
 
@@ -28,18 +28,26 @@ def check_step_types(env, out):
     assert isinstance(info, dict)
 
 
-@pytest.mark.parametrize("env_id, n_agents, obs_dim, state_dim, n_actions, limit, steps", [
-    (LBF, 2, 15, 30, 6, 50, 60),
-    ("rware:rware-tiny-2ag-v2", 2, 71, 142, 5, 500, 20),
-    ("mpe2:simple_spread_v3", 3, 18, 54, 5, 25, 30),
-    ("pettingzoo.sisl:pursuit_v5", 8, 147, 16 * 16 * 3, 5, 500, 3),  # slow env: few steps
-    ("matrix:climbing", 2, 1, 1, 3, 1, 3),
-    ("matrix:two_step", 2, 3, 3, 2, 2, 5),
-])
+@pytest.mark.parametrize(
+    "env_id, n_agents, obs_dim, state_dim, n_actions, limit, steps",
+    [
+        (LBF, 2, 15, 30, 6, 50, 60),
+        ("rware:rware-tiny-2ag-v2", 2, 71, 142, 5, 500, 20),
+        ("mpe2:simple_spread_v3", 3, 18, 54, 5, 25, 30),
+        ("pettingzoo.sisl:pursuit_v5", 8, 147, 16 * 16 * 3, 5, 500, 3),  # slow env: few steps
+        ("matrix:climbing", 2, 1, 1, 3, 1, 3),
+        ("matrix:two_step", 2, 3, 3, 2, 2, 5),
+    ],
+)
 def test_reset_step_shapes(env_id, n_agents, obs_dim, state_dim, n_actions, limit, steps):
     env = make_env(env_id, seed=0)
     assert (env.n_agents, env.obs_dim, env.state_dim, env.n_actions, env.episode_limit) == (
-        n_agents, obs_dim, state_dim, n_actions, limit)
+        n_agents,
+        obs_dim,
+        state_dim,
+        n_actions,
+        limit,
+    )
     assert env.has_win is False
     rng = np.random.default_rng(0)
     obs, state, avail = env.reset()
@@ -99,7 +107,7 @@ def test_lbf_random_episodes_end_by_limit_as_truncated_and_early_as_terminated()
     early_ends = 0
     for _ in range(30):
         _, _, avail = env.reset()
-        for t in range(1, 51):
+        for t in range(1, 51):  # noqa: B007 (t is read after the loop)
             _, _, avail, _, terminated, truncated, _ = env.step(random_actions(rng, avail))
             if terminated or truncated:
                 break
@@ -404,8 +412,7 @@ def test_matrix_payoffs_and_optima():
 
 
 @settings(max_examples=40, deadline=None)
-@given(first=st.tuples(st.integers(0, 1), st.integers(0, 1)),
-       second=st.tuples(st.integers(0, 1), st.integers(0, 1)))
+@given(first=st.tuples(st.integers(0, 1), st.integers(0, 1)), second=st.tuples(st.integers(0, 1), st.integers(0, 1)))
 def test_two_step_game_transitions(first, second):
     env = make_env("matrix:two_step")
     obs, state, _ = env.reset()
@@ -421,19 +428,22 @@ def test_two_step_game_transitions(first, second):
 
 
 # ---- Errors --------------------------------------------------------------------------------
-@pytest.mark.parametrize("env_id, words", [
-    ("Foraging-8x8-2p-3f-v3", ["module:Id", "lbforaging:", "rware:", "mpe2:", "matrix:"]),
-    ("no_such_module_xyz:Foo-v0", ["not installed", "pip install no_such_module_xyz"]),
-    ("lbforaging:Foraging-8x8-2p-3f-v9", ["Foraging-8x8-2p-3f-v3", "ids exist"]),
-    ("rware:rware-tiny-2ag-v1", ["rware-tiny-2ag-v2"]),
-    ("pettingzoo.sisl:pursuit_v4", ["pursuit_v5", "available"]),
-    ("mpe2:simple_sprad_v3", ["simple_spread_v3", "simple_speaker_listener_v4"]),
-    ("gymnasium:CartPole-v1", ["single-agent", "Tuple"]),
-    ("rware:rware-tiny-1ag-v2", ["1 agent", ">= 2 agents"]),
-    ("mpe2:simple_v3", ["1 agent", ">= 2 agents"]),
-    ("matrix:prisoners", ["climbing", "penalty", "two_step"]),
-    ("pettingzoo.mpe:simple_spread_v3", ["pip install mpe2"]),
-])
+@pytest.mark.parametrize(
+    "env_id, words",
+    [
+        ("Foraging-8x8-2p-3f-v3", ["module:Id", "lbforaging:", "rware:", "mpe2:", "matrix:"]),
+        ("no_such_module_xyz:Foo-v0", ["not installed", "pip install no_such_module_xyz"]),
+        ("lbforaging:Foraging-8x8-2p-3f-v9", ["Foraging-8x8-2p-3f-v3", "ids exist"]),
+        ("rware:rware-tiny-2ag-v1", ["rware-tiny-2ag-v2"]),
+        ("pettingzoo.sisl:pursuit_v4", ["pursuit_v5", "available"]),
+        ("mpe2:simple_sprad_v3", ["simple_spread_v3", "simple_speaker_listener_v4"]),
+        ("gymnasium:CartPole-v1", ["single-agent", "Tuple"]),
+        ("rware:rware-tiny-1ag-v2", ["1 agent", ">= 2 agents"]),
+        ("mpe2:simple_v3", ["1 agent", ">= 2 agents"]),
+        ("matrix:prisoners", ["climbing", "penalty", "two_step"]),
+        ("pettingzoo.mpe:simple_spread_v3", ["pip install mpe2"]),
+    ],
+)
 def test_errors_are_envErrors_that_say_what_to_do(env_id, words):
     with pytest.raises(EnvError) as error:
         make_env(env_id)
@@ -453,7 +463,9 @@ def test_missing_env_dependency_says_what_to_install():
         make_env("pettingzoo.butterfly:pistonball_v6")
 
 
-@pytest.mark.parametrize("env_id", [LBF, "rware:rware-tiny-2ag-v2", "mpe2:simple_spread_v3", "pettingzoo.sisl:pursuit_v5"])
+@pytest.mark.parametrize(
+    "env_id", [LBF, "rware:rware-tiny-2ag-v2", "mpe2:simple_spread_v3", "pettingzoo.sisl:pursuit_v5"]
+)
 def test_a_snapshot_mid_episode_continues_that_very_episode(env_id):
     """What a checkpoint relies on: the envs pickled mid-episode (mpe2's and sisl's EzPickle envs by their
     attributes, not by their constructor arguments) step on exactly as the originals do."""

@@ -8,7 +8,6 @@ VDN's sum cannot fit 2B under uniform data, but with decaying epsilon its data c
 (1, 1) and it finds 8; there too `--gamma 0` fails on two seeds of three."""
 
 import pytest
-
 from conftest import final_returns, run_script
 
 UNIFORM_EXPLORATION = ["--start-e", "1.0", "--end-e", "1.0"]
@@ -16,21 +15,56 @@ UNIFORM_EXPLORATION = ["--start-e", "1.0", "--end-e", "1.0"]
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_cadp_qmix_solves_the_two_step_game_centralized_and_decentralized(seed, tmp_path):
-    result = run_script("cadp_qmix", tmp_path, "--env-id", "matrix:two_step", "--seed", str(seed),
-                        "--total-timesteps", "4000", "--num-envs", "4", "--eval-interval", "100000",
-                        *UNIFORM_EXPLORATION)
+    result = run_script(
+        "cadp_qmix",
+        tmp_path,
+        "--env-id",
+        "matrix:two_step",
+        "--seed",
+        str(seed),
+        "--total-timesteps",
+        "4000",
+        "--num-envs",
+        "4",
+        "--eval-interval",
+        "100000",
+        *UNIFORM_EXPLORATION,
+    )
     assert final_returns(result) == (8.0, 8.0)
 
 
 def test_plain_qmix_solves_the_two_step_game(tmp_path):
-    result = run_script("cadp_qmix", tmp_path, "--env-id", "matrix:two_step", "--no-advice",
-                        "--total-timesteps", "4000", "--num-envs", "4", "--eval-interval", "100000",
-                        *UNIFORM_EXPLORATION)
+    result = run_script(
+        "cadp_qmix",
+        tmp_path,
+        "--env-id",
+        "matrix:two_step",
+        "--no-advice",
+        "--total-timesteps",
+        "4000",
+        "--num-envs",
+        "4",
+        "--eval-interval",
+        "100000",
+        *UNIFORM_EXPLORATION,
+    )
     assert final_returns(result) == (8.0, 8.0)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_cadp_vdn_solves_the_two_step_game_with_decaying_exploration(seed, tmp_path):
-    result = run_script("cadp_vdn", tmp_path, "--env-id", "matrix:two_step", "--seed", str(seed),
-                        "--total-timesteps", "4000", "--num-envs", "4", "--eval-interval", "100000")
+    result = run_script(
+        "cadp_vdn",
+        tmp_path,
+        "--env-id",
+        "matrix:two_step",
+        "--seed",
+        str(seed),
+        "--total-timesteps",
+        "4000",
+        "--num-envs",
+        "4",
+        "--eval-interval",
+        "100000",
+    )
     assert final_returns(result) == (8.0, 8.0)

@@ -16,12 +16,21 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import LBF_ID, ROOT, SCRIPTS, TINY, final_returns, run_script, start_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import LBF_ID, ROOT, SCRIPTS, TINY, final_returns, run_script, start_script
-
-LBF = ["--env-id", LBF_ID, "--num-envs", "4", "--eval-episodes", "2", "--hidden-dim", "16",
-       "--prune-start-fraction", "0.3"]
+LBF = [
+    "--env-id",
+    LBF_ID,
+    "--num-envs",
+    "4",
+    "--eval-episodes",
+    "2",
+    "--hidden-dim",
+    "16",
+    "--prune-start-fraction",
+    "0.3",
+]
 
 
 def output(cwd: Path) -> tuple[str, str]:
@@ -45,14 +54,32 @@ def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """Every scalar series as TensorBoard shows it (purged events dropped), without wall-clock speed."""
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     events.Reload()
-    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]
-            if tag not in ("charts/SPS", "charts/update_time_ms")}  # wall-clock times differ
+    return {
+        tag: [(e.step, e.value) for e in events.Scalars(tag)]
+        for tag in events.Tags()["scalars"]
+        if tag not in ("charts/SPS", "charts/update_time_ms")
+    }  # wall-clock times differ
 
 
 RUN = {  # (flags, total steps, the checkpoint the killed run resumes from)
-    "cadp_qmix": (LBF + TINY["cadp_qmix"] + ["--total-timesteps", "3000", "--eval-interval", "1000", "--checkpoint-interval", "1000"], 1000),
-    "cadp_vdn": (LBF + TINY["cadp_vdn"] + ["--total-timesteps", "3000", "--eval-interval", "1000", "--checkpoint-interval", "1000"], 1000),
-    "cadp_mappo": (LBF + TINY["cadp_mappo"] + ["--total-timesteps", "1200", "--eval-interval", "400", "--checkpoint-interval", "400"], 400),
+    "cadp_qmix": (
+        LBF
+        + TINY["cadp_qmix"]
+        + ["--total-timesteps", "3000", "--eval-interval", "1000", "--checkpoint-interval", "1000"],
+        1000,
+    ),
+    "cadp_vdn": (
+        LBF
+        + TINY["cadp_vdn"]
+        + ["--total-timesteps", "3000", "--eval-interval", "1000", "--checkpoint-interval", "1000"],
+        1000,
+    ),
+    "cadp_mappo": (
+        LBF
+        + TINY["cadp_mappo"]
+        + ["--total-timesteps", "1200", "--eval-interval", "400", "--checkpoint-interval", "400"],
+        400,
+    ),
 }
 
 
@@ -75,16 +102,24 @@ def test_a_killed_and_resumed_run_continues_exactly_like_an_uninterrupted_one(sc
         assert actual[tag] == expected[tag], tag
     assert max(step for step, _ in actual["charts/episodic_return"]) > resume_step
     stdout_a, _ = output(tmp_path / "a")
-    assert re.search(r"CADP\(C\) return .*", resumed.stdout).group() == re.search(r"CADP\(C\) return .*", stdout_a).group()
+    assert (
+        re.search(r"CADP\(C\) return .*", resumed.stdout).group() == re.search(r"CADP\(C\) return .*", stdout_a).group()
+    )
     # the confidence heatmaps, as files and as TensorBoard images, at every evaluation
-    assert sorted(p.name for p in (run_a / "confidence").iterdir()) == sorted(p.name for p in (run_b / "confidence").iterdir())
+    assert sorted(p.name for p in (run_a / "confidence").iterdir()) == sorted(
+        p.name for p in (run_b / "confidence").iterdir()
+    )
     events = EventAccumulator(str(run_a), size_guidance={"images": 0}).Reload()
     assert len(events.Images("eval/confidence_matrix")) == len(list((run_a / "confidence").iterdir())) >= 3
 
 
 @pytest.mark.parametrize("script, signum", [("cadp_qmix", signal.SIGINT), ("cadp_mappo", signal.SIGTERM)])
 def test_a_stop_signal_writes_a_checkpoint_and_prints_the_command_that_resumes(script, signum, tmp_path):
-    flags = LBF + TINY[script] + ["--total-timesteps", "10000000", "--eval-interval", "1000000", "--checkpoint-interval", "400"]
+    flags = (
+        LBF
+        + TINY[script]
+        + ["--total-timesteps", "10000000", "--eval-interval", "1000000", "--checkpoint-interval", "400"]
+    )
     process = start_script(script, tmp_path, *flags)
     wait_for_checkpoint(process, tmp_path, 400)
     process.send_signal(signum)
@@ -97,8 +132,13 @@ def test_a_stop_signal_writes_a_checkpoint_and_prints_the_command_that_resumes(s
     assert command[0] == "python" and command[-2:] == ["--resume", path]
 
     # the printed command, as a user runs it; a lower budget only so that the test ends
-    resumed = subprocess.run([sys.executable, *command[1:], "--total-timesteps", str(step + 400)], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [sys.executable, *command[1:], "--total-timesteps", str(step + 400)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     final_returns(resumed)
     assert f"final eval after {step + 400} steps" in resumed.stdout
 
@@ -106,8 +146,20 @@ def test_a_stop_signal_writes_a_checkpoint_and_prints_the_command_that_resumes(s
 @pytest.mark.parametrize("script, term", [("cadp_qmix", "td_loss"), ("cadp_mappo", "loss")])
 def test_divergence_stops_the_run_naming_step_and_term_and_keeps_the_last_good_checkpoint(script, term, tmp_path):
     # a real overflow: Adam's first steps move every weight by ~1e10, so the next losses overflow to inf/NaN
-    flags = ["--env-id", "matrix:two_step", "--num-envs", "4", "--total-timesteps", "2000", "--learning-rate", "1e10",
-             "--checkpoint-interval", "40", "--eval-episodes", "2"]
+    flags = [
+        "--env-id",
+        "matrix:two_step",
+        "--num-envs",
+        "4",
+        "--total-timesteps",
+        "2000",
+        "--learning-rate",
+        "1e10",
+        "--checkpoint-interval",
+        "40",
+        "--eval-episodes",
+        "2",
+    ]
     if script == "cadp_qmix":
         flags += ["--learning-starts", "80"]  # checkpoints before the first update
     result = run_script(script, tmp_path, *flags)
@@ -130,9 +182,25 @@ def trained(tmp_path_factory) -> dict[str, Path]:
     """A finished tiny run of each script on the two-step game: its run directory (periodic checkpoints
     and the --save-model checkpoint)."""
     root = tmp_path_factory.mktemp("trained")
-    processes = {script: start_script(script, root / script, "--env-id", "matrix:two_step", "--num-envs", "4",
-                               "--total-timesteps", "400", "--checkpoint-interval", "200", "--eval-episodes", "2",
-                               "--save-model", *TINY[script]) for script in SCRIPTS}
+    processes = {
+        script: start_script(
+            script,
+            root / script,
+            "--env-id",
+            "matrix:two_step",
+            "--num-envs",
+            "4",
+            "--total-timesteps",
+            "400",
+            "--checkpoint-interval",
+            "200",
+            "--eval-episodes",
+            "2",
+            "--save-model",
+            *TINY[script],
+        )
+        for script in SCRIPTS
+    }
     for script, process in processes.items():
         assert process.wait(timeout=300) == 0, output(root / script)
     return {script: next((root / script / "runs").iterdir()) for script in SCRIPTS}
@@ -195,7 +263,9 @@ def test_bad_flags_and_envs_stop_with_one_line(script, flags, message, tmp_path,
     assert not (tmp_path / "runs").exists()  # nothing started
 
 
-@pytest.mark.parametrize("script, flags, message", SCRIPT_BAD_FLAGS, ids=[f"{s} {' '.join(f)}" for s, f, _ in SCRIPT_BAD_FLAGS])
+@pytest.mark.parametrize(
+    "script, flags, message", SCRIPT_BAD_FLAGS, ids=[f"{s} {' '.join(f)}" for s, f, _ in SCRIPT_BAD_FLAGS]
+)
 def test_bad_script_flags_stop_with_one_line(script, flags, message, tmp_path, monkeypatch, capsys):
     line = assert_one_error_line(*run_in_process(script, tmp_path, monkeypatch, capsys, *flags)[::2], message)
     if "memory" in line:  # the figure, and what to lower
@@ -229,8 +299,9 @@ def test_bad_checkpoints_stop_with_one_line(script, trained, tmp_path, monkeypat
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_eval_only_prints_a_table_of_both_models(script, trained, tmp_path, monkeypatch, capsys):
-    code, stdout, stderr = run_in_process(script, tmp_path, monkeypatch, capsys, "--eval-only",
-                                          str(trained[script]), "--eval-episodes", "5")
+    code, stdout, stderr = run_in_process(
+        script, tmp_path, monkeypatch, capsys, "--eval-only", str(trained[script]), "--eval-episodes", "5"
+    )
     assert code == 0, stderr
     assert re.search(r"matrix:two_step, step 400, 5 (greedy|sampled) episodes per model", stdout), stdout
     rows = re.findall(r"^(CADP\([CD]\))\s+(-?[\d.]+)$", stdout, re.MULTILINE)
@@ -239,16 +310,22 @@ def test_eval_only_prints_a_table_of_both_models(script, trained, tmp_path, monk
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_the_saved_model_is_weights_only_evaluates_and_refuses_to_resume(script, trained, tmp_path, monkeypatch, capsys):
+def test_the_saved_model_is_weights_only_evaluates_and_refuses_to_resume(
+    script, trained, tmp_path, monkeypatch, capsys
+):
     model = trained[script] / f"{script}.cadp_model"
     saved = torch.load(model, weights_only=True)  # no pickled envs, buffer or RNG states: safe to load
     assert saved["kind"] == "model" and saved["global_step"] == 400 and saved["args"]["env_id"] == "matrix:two_step"
     assert not {"optimizer", "envs", "buffer", "rng"} & saved.keys()
-    code, stdout, stderr = run_in_process(script, tmp_path, monkeypatch, capsys, "--eval-only", str(model),
-                                          "--eval-episodes", "3")
+    code, stdout, stderr = run_in_process(
+        script, tmp_path, monkeypatch, capsys, "--eval-only", str(model), "--eval-episodes", "3"
+    )
     assert code == 0 and re.search(r"^CADP\(D\)\s+-?[\d.]+$", stdout, re.MULTILINE), stderr
-    assert_one_error_line(*run_in_process(script, tmp_path, monkeypatch, capsys, "--resume", str(model))[::2],
-                          "is a saved model", "--resume a periodic checkpoint")
+    assert_one_error_line(
+        *run_in_process(script, tmp_path, monkeypatch, capsys, "--resume", str(model))[::2],
+        "is a saved model",
+        "--resume a periodic checkpoint",
+    )
 
 
 UNPICKLABLE_ENV = '''
@@ -283,9 +360,24 @@ def test_resume_without_env_snapshot_or_replay_buffer_still_continues(tmp_path):
     so, and a resumed run goes on with new episodes and a refilling buffer."""
     (tmp_path / "handle_env.py").write_text(UNPICKLABLE_ENV)
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
-    first = start_script("cadp_qmix", tmp_path / "run", "--env-id", "handle_env:Handle-v0", "--num-envs", "2",
-                  "--total-timesteps", "200", "--checkpoint-interval", "100", "--checkpoint-buffer-max-mb", "0",
-                  "--eval-episodes", "2", *TINY["cadp_qmix"], env=env)
+    first = start_script(
+        "cadp_qmix",
+        tmp_path / "run",
+        "--env-id",
+        "handle_env:Handle-v0",
+        "--num-envs",
+        "2",
+        "--total-timesteps",
+        "200",
+        "--checkpoint-interval",
+        "100",
+        "--checkpoint-buffer-max-mb",
+        "0",
+        "--eval-episodes",
+        "2",
+        *TINY["cadp_qmix"],
+        env=env,
+    )
     assert first.wait(timeout=300) == 0, output(tmp_path / "run")
     _, stderr = output(tmp_path / "run")
     assert stderr.count("warning: handle_env:Handle-v0 cannot be pickled") == 1, stderr
@@ -293,7 +385,9 @@ def test_resume_without_env_snapshot_or_replay_buffer_still_continues(tmp_path):
     checkpoint = torch.load(run_dir / "checkpoints" / "step_100.cadp_model", weights_only=False)
     assert checkpoint["envs"] is None and checkpoint["buffer"] is None
 
-    resumed = start_script("cadp_qmix", tmp_path / "run", "--resume", str(run_dir / "checkpoints" / "step_100.cadp_model"), env=env)
+    resumed = start_script(
+        "cadp_qmix", tmp_path / "run", "--resume", str(run_dir / "checkpoints" / "step_100.cadp_model"), env=env
+    )
     assert resumed.wait(timeout=300) == 0, output(tmp_path / "run")
     stdout, _ = output(tmp_path / "run")
     assert "the checkpoint holds no replay buffer" in stdout and "final eval after 200 steps" in stdout

@@ -23,9 +23,22 @@ def records_of_a_run() -> list[dict]:
         {"event": "eval", "step": 50, "elapsed": 0.75, "return_mean": 0.0, "episodes": 8},
         {"event": "train", "step": 100, "elapsed": 2.0, "return_mean": 0.5, "episodes": 1},
         {"event": "eval", "step": 100, "elapsed": 2.5, "return_mean": 1.0, "episodes": 8},
-        {"event": "summary", "env_steps": 100, "act_s": 1.5, "update_s": 0.5, "updates": 4, "test_s": 0.25,
-         "loop_s": 2.5, "threads": 1, "startup_s": 3.0, "peak_rss_mib": 600.0, "peak_rss_worker_mib": None,
-         "workers": 0, "test_nepisode": 8, "batch_size_run": 1},
+        {
+            "event": "summary",
+            "env_steps": 100,
+            "act_s": 1.5,
+            "update_s": 0.5,
+            "updates": 4,
+            "test_s": 0.25,
+            "loop_s": 2.5,
+            "threads": 1,
+            "startup_s": 3.0,
+            "peak_rss_mib": 600.0,
+            "peak_rss_worker_mib": None,
+            "workers": 0,
+            "test_nepisode": 8,
+            "batch_size_run": 1,
+        },
     ]
 
 
@@ -39,11 +52,22 @@ def read_events(run_dir: Path):
 
 # ---- JSON lines ----------------------------------------------------------------------------------
 def test_parse_record_keeps_event_objects_and_drops_everything_else():
-    assert peer.parse_record('{"event": "eval", "step": 50, "return_mean": 0.5}\n') == \
-        {"event": "eval", "step": 50, "return_mean": 0.5}
+    assert peer.parse_record('{"event": "eval", "step": 50, "return_mean": 0.5}\n') == {
+        "event": "eval",
+        "step": 50,
+        "return_mean": 0.5,
+    }
     assert peer.parse_record('  {"event": "start", "time": 1.5}  ') == {"event": "start", "time": 1.5}
-    for line in ["", "\n", "INFO t_env: 50 / 100", '{"event": "eval", "step": ', '{"step": 50}', "[1, 2]",
-                 '"event"', "{not json}"]:
+    for line in [
+        "",
+        "\n",
+        "INFO t_env: 50 / 100",
+        '{"event": "eval", "step": ',
+        '{"step": 50}',
+        "[1, 2]",
+        '"event"',
+        "{not json}",
+    ]:
         assert peer.parse_record(line) is None, line
 
 
@@ -68,8 +92,11 @@ def test_event_file_has_the_tags_at_env_steps_with_wall_times_from_the_training_
     writer.close()
 
     events = read_events(tmp_path)
-    assert set(events.Tags()["scalars"]) == {"eval/decentralized_episodic_return", "charts/episodic_return",
-                                             "charts/SPS"}
+    assert set(events.Tags()["scalars"]) == {
+        "eval/decentralized_episodic_return",
+        "charts/episodic_return",
+        "charts/SPS",
+    }
     evals = events.Scalars("eval/decentralized_episodic_return")
     assert [(e.step, e.value) for e in evals] == [(50, 0.0), (100, 1.0)]
     assert [e.wall_time - START for e in evals] == pytest.approx([0.75, 2.5])
@@ -149,13 +176,16 @@ def no_venv():
     raise AssertionError("the venv should not be touched for a bad request")
 
 
-@pytest.mark.parametrize(("call", "message"), [
-    (lambda: peer.measure_speed("iql", LBF, 1000), "unknown algo 'iql'.*qmix, vdn, mappo"),
-    (lambda: peer.measure_speed("qmix", "rware:rware-tiny-2ag-v2", 1000), "lbforaging ids only"),
-    (lambda: peer.measure_speed("qmix", LBF, 0), "env_steps must be positive"),
-    (lambda: peer.run_learning("QMIX", LBF, 1, 1000, 100, 4, "unused"), "unknown algo 'QMIX'"),
-    (lambda: peer.run_learning("mappo", LBF, 1, 1000, 0, 4, "unused"), "must be positive"),
-])
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: peer.measure_speed("iql", LBF, 1000), "unknown algo 'iql'.*qmix, vdn, mappo"),
+        (lambda: peer.measure_speed("qmix", "rware:rware-tiny-2ag-v2", 1000), "lbforaging ids only"),
+        (lambda: peer.measure_speed("qmix", LBF, 0), "env_steps must be positive"),
+        (lambda: peer.run_learning("QMIX", LBF, 1, 1000, 100, 4, "unused"), "unknown algo 'QMIX'"),
+        (lambda: peer.run_learning("mappo", LBF, 1, 1000, 0, 4, "unused"), "must be positive"),
+    ],
+)
 def test_bad_requests_fail_at_once_with_a_clear_message(monkeypatch, call, message):
     monkeypatch.setattr(peer, "ensure_venv", no_venv)
     with pytest.raises(ValueError, match=message):
@@ -171,7 +201,8 @@ def test_the_driver_and_peer_agree_on_the_algos():
 def stand_in_driver(tmp_path: Path, records: list[dict], exit_code: int = 0) -> Path:
     """A script that prints what peer_driver.py prints: noise on stderr, JSON lines on stdout."""
     script = tmp_path / "stand_in_driver.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import json, sys
         request = json.loads(sys.argv[1])
         print("INFO Beginning training for", request["t_max"], "timesteps", file=sys.stderr)
@@ -180,7 +211,8 @@ def stand_in_driver(tmp_path: Path, records: list[dict], exit_code: int = 0) -> 
             print(json.dumps(record), flush=True)
         print("Traceback (most recent call last): ... RuntimeError: boom", file=sys.stderr)
         sys.exit({exit_code})
-    """))
+    """)
+    )
     return script
 
 
@@ -194,8 +226,7 @@ def test_run_learning_writes_events_config_and_done(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "events.out.tfevents.1.stale").write_text("")  # a previous attempt's: removed
-    peer.run_learning("qmix", LBF, seed=3, total_timesteps=100, eval_interval=50, eval_episodes=8,
-                      run_dir=str(run_dir))
+    peer.run_learning("qmix", LBF, seed=3, total_timesteps=100, eval_interval=50, eval_episodes=8, run_dir=str(run_dir))
 
     assert (run_dir / "done").exists() and not (run_dir / "events.out.tfevents.1.stale").exists()
     info = json.loads((run_dir / "peer.json").read_text())
@@ -207,10 +238,16 @@ def test_run_learning_writes_events_config_and_done(tmp_path, monkeypatch):
     assert [(e.step, e.value) for e in evals] == [(50, 0.0), (100, 1.0)]
 
 
-@pytest.mark.parametrize(("records", "exit_code"), [(records_of_a_run()[:4], 1),  # crashed mid-run
-                                                    (records_of_a_run()[:4], 0)])  # ended without a summary
-def test_a_failed_peer_run_raises_with_the_tail_of_its_stderr_and_is_not_done(tmp_path, monkeypatch, records,
-                                                                                exit_code):
+@pytest.mark.parametrize(
+    ("records", "exit_code"),
+    [
+        (records_of_a_run()[:4], 1),  # crashed mid-run
+        (records_of_a_run()[:4], 0),
+    ],
+)  # ended without a summary
+def test_a_failed_peer_run_raises_with_the_tail_of_its_stderr_and_is_not_done(
+    tmp_path, monkeypatch, records, exit_code
+):
     use_stand_in(monkeypatch, stand_in_driver(tmp_path, records, exit_code))
     run_dir = tmp_path / "run"
     with pytest.raises(peer.PeerError, match=f"exit code {exit_code}(.|\n)*RuntimeError: boom"):
@@ -222,8 +259,9 @@ def test_measure_speed_passes_the_budget_and_threads_and_reports_the_summary(tmp
     use_stand_in(monkeypatch, stand_in_driver(tmp_path, records_of_a_run()))
     requests = []
     run_driver = peer.run_driver
-    monkeypatch.setattr(peer, "run_driver", lambda request, *a, **kw: requests.append(request) or
-                        run_driver(request, *a, **kw))
+    monkeypatch.setattr(
+        peer, "run_driver", lambda request, *a, **kw: requests.append(request) or run_driver(request, *a, **kw)
+    )
     result = peer.measure_speed("vdn", LBF, env_steps=100, threads=2)
     assert requests[0]["t_max"] == 99 and requests[0]["threads"] == 2  # its loop runs while t_env <= t_max
     assert requests[0]["mode"] == "speed" and requests[0]["test_interval"] > 100
@@ -234,19 +272,22 @@ def test_measure_speed_passes_the_budget_and_threads_and_reports_the_summary(tmp
 def test_driver_config_layers_defaults_env_algo_then_our_settings(tmp_path, monkeypatch):
     pytest.importorskip("yaml")
     package = tmp_path / "pymarlzooplus"
-    for name, text in {"default.yaml": "t_max: 10000\nlr: 0.0005\nenv_args: {}\ntest_nepisode: 20\n",
-                       "envs/gymma.yaml": "env: gymma\nenv_args: {key: null, time_limit: 100, render: false}\n"
-                                          "test_nepisode: 100\n",
-                       "algs/qmix.yaml": "buffer_size: 5000\nname: qmix\n"}.items():
+    for name, text in {
+        "default.yaml": "t_max: 10000\nlr: 0.0005\nenv_args: {}\ntest_nepisode: 20\n",
+        "envs/gymma.yaml": "env: gymma\nenv_args: {key: null, time_limit: 100, render: false}\ntest_nepisode: 100\n",
+        "algs/qmix.yaml": "buffer_size: 5000\nname: qmix\n",
+    }.items():
         (package / "config" / name).parent.mkdir(parents=True, exist_ok=True)
         (package / "config" / name).write_text(text)
     (package / "__init__.py").write_text("")
-    (package / "main.py").write_text(textwrap.dedent("""
+    (package / "main.py").write_text(
+        textwrap.dedent("""
         def recursive_dict_update(d, u):
             for k, v in u.items():
                 d[k] = recursive_dict_update(d.get(k, {}), v) if isinstance(v, dict) else v
             return d
-    """))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     for name in ("pymarlzooplus", "pymarlzooplus.main"):
         monkeypatch.delitem(sys.modules, name, raising=False)

@@ -9,15 +9,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import final_returns, run_script
+from env_checks import check_agent_id_and_last_action_features, random_actions
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import common
 from common.envs import EnvError, make_env, make_vec_env
-from env_checks import check_agent_id_and_last_action_features, random_actions
-from conftest import final_returns, run_script
 
-needs_smax = pytest.mark.skipif(importlib.util.find_spec("jaxmarl") is None,
-                                reason="SMAX extra not installed: pip install --no-deps -r requirements-smax.txt")
+needs_smax = pytest.mark.skipif(
+    importlib.util.find_spec("jaxmarl") is None,
+    reason="SMAX extra not installed: pip install --no-deps -r requirements-smax.txt",
+)
 UNIT_FEATURES = 10  # per unit in SMAX's world state: health, x, y, cooldown, 6 unit-type bits
 MOVES, STOP = 4, 4  # actions 0-3 move, 4 stops, 5 + k attacks enemy k
 MARINE_RANGE = 5.0
@@ -25,8 +27,9 @@ MARINE_RANGE = 5.0
 
 def smax(env_id="smax:3m", num_envs=4, seed=0, features=True, **env_kwargs):
     pytest.importorskip("jaxmarl")
-    return make_vec_env(env_id, num_envs, seed, agent_id_feature=features, last_action_feature=features,
-                        env_kwargs=env_kwargs or None)
+    return make_vec_env(
+        env_id, num_envs, seed, agent_id_feature=features, last_action_feature=features, env_kwargs=env_kwargs or None
+    )
 
 
 def units(vec, state):
@@ -37,8 +40,8 @@ def units(vec, state):
 
 def focus_fire(vec, state, avail):
     """Every ally shoots the weakest enemy in its range, else moves east (towards them)."""
-    enemy_health = units(vec, state)[:, vec.n_agents:, 0]  # (E, enemies)
-    in_range = avail[:, :, STOP + 1:]  # (E, N, enemies)
+    enemy_health = units(vec, state)[:, vec.n_agents :, 0]  # (E, enemies)
+    in_range = avail[:, :, STOP + 1 :]  # (E, N, enemies)
     target = np.where(in_range, -enemy_health[:, None, :], -np.inf).argmax(-1)
     east = 1
     return np.where(in_range.any(-1), STOP + 1 + target, np.where(avail[:, :, east], east, STOP))
@@ -46,17 +49,30 @@ def focus_fire(vec, state, avail):
 
 # ---- the interface ----------------------------------------------------------------------------
 @needs_smax
-@pytest.mark.parametrize("env_id, n_agents, n_actions, obs_dim, state_dim", [
-    ("smax:3m", 3, 8, 75, 72),
-    ("smax:5m_vs_6m", 5, 11, 140, 132),
-    ("smax:3s5z_vs_3s6z", 8, 14, 218, 204),
-])
+@pytest.mark.parametrize(
+    "env_id, n_agents, n_actions, obs_dim, state_dim",
+    [
+        ("smax:3m", 3, 8, 75, 72),
+        ("smax:5m_vs_6m", 5, 11, 140, 132),
+        ("smax:3s5z_vs_3s6z", 8, 14, 218, 204),
+    ],
+)
 def test_sizes_and_attributes(env_id, n_agents, n_actions, obs_dim, state_dim):
     vec = smax(env_id, num_envs=2)
-    assert (vec.num_envs, vec.n_agents, vec.n_actions, vec.env_obs_dim, vec.state_dim, vec.episode_limit,
-            vec.has_win) == (2, n_agents, n_actions, obs_dim, state_dim, 100, True)
-    assert vec.obs_layout == [("env_observation", obs_dim), ("agent_id_onehot", n_agents),
-                              ("last_action_onehot", n_actions)]
+    assert (
+        vec.num_envs,
+        vec.n_agents,
+        vec.n_actions,
+        vec.env_obs_dim,
+        vec.state_dim,
+        vec.episode_limit,
+        vec.has_win,
+    ) == (2, n_agents, n_actions, obs_dim, state_dim, 100, True)
+    assert vec.obs_layout == [
+        ("env_observation", obs_dim),
+        ("agent_id_onehot", n_agents),
+        ("last_action_onehot", n_actions),
+    ]
     assert vec.obs_dim == obs_dim + n_agents + n_actions
     plain = smax(env_id, num_envs=2, features=False)
     assert plain.obs_dim == obs_dim and plain.obs_layout == [("env_observation", obs_dim)]
@@ -100,13 +116,16 @@ def test_masks_follow_the_units_alive_and_in_range():
         np.testing.assert_array_equal(info["active"], units(vec, state)[:, : vec.n_agents, 0] > 0)
         final_units, final_avail = units(vec, info["final_state"]), info["final_avail"]
         ally_alive = final_units[:, : vec.n_agents, 0] > 0  # (E, N)
-        enemy_alive = final_units[:, vec.n_agents:, 0] > 0
-        distance = np.linalg.norm(final_units[:, : vec.n_agents, None, 1:3] - final_units[:, None, vec.n_agents:, 1:3], axis=-1)
+        enemy_alive = final_units[:, vec.n_agents :, 0] > 0
+        distance = np.linalg.norm(
+            final_units[:, : vec.n_agents, None, 1:3] - final_units[:, None, vec.n_agents :, 1:3], axis=-1
+        )
         assert final_avail[:, :, STOP].all()  # stop: always, also for the dead
         np.testing.assert_array_equal(final_avail[:, :, :MOVES], np.repeat(ally_alive[:, :, None], MOVES, -1))
-        np.testing.assert_array_equal(final_avail[:, :, STOP + 1:],
-                                      ally_alive[:, :, None] & enemy_alive[:, None, :] & (distance < MARINE_RANGE))
-        saw_attack |= final_avail[:, :, STOP + 1:].any()
+        np.testing.assert_array_equal(
+            final_avail[:, :, STOP + 1 :], ally_alive[:, :, None] & enemy_alive[:, None, :] & (distance < MARINE_RANGE)
+        )
+        saw_attack |= final_avail[:, :, STOP + 1 :].any()
         saw_dead |= (~ally_alive).any()
     assert saw_attack and saw_dead
     with pytest.raises(ValueError, match="unavailable"):  # SMAX would quietly turn it into "stop"
@@ -126,7 +145,7 @@ def test_focus_fire_wins_and_the_win_flag_matches_the_final_state():
         summed += reward
         final_units = units(vec, info["final_state"])
         allies_dead = (final_units[:, : vec.n_agents, 0] == 0).all(-1)
-        enemies_dead = (final_units[:, vec.n_agents:, 0] == 0).all(-1)
+        enemies_dead = (final_units[:, vec.n_agents :, 0] == 0).all(-1)
         np.testing.assert_array_equal(info["win"], enemies_dead & ~allies_dead)
         np.testing.assert_array_equal(terminated, allies_dead | enemies_dead)
         assert not truncated.any()  # these battles end long before the step limit
@@ -172,8 +191,8 @@ def test_step_limit_is_truncation_and_auto_reset_reports_the_last_step():
             assert not np.array_equal(info["final_state"], state)
             assert (units(vec, state)[:, :, 0] == 1).all()  # every unit back at full health
             assert not np.array_equal(state, first_state)  # new starting positions: the RNG went on
-            np.testing.assert_array_equal(info["final_obs"][:, :, d + n:], np.eye(vec.n_actions)[stop])
-            assert not obs[:, :, d + n:].any()
+            np.testing.assert_array_equal(info["final_obs"][:, :, d + n :], np.eye(vec.n_actions)[stop])
+            assert not obs[:, :, d + n :].any()
         else:
             np.testing.assert_array_equal(info["episode_length"], 0)
 
@@ -223,10 +242,13 @@ def test_pickled_env_continues_exactly():
 
 # ---- errors ----------------------------------------------------------------------------------
 @needs_smax
-@pytest.mark.parametrize("env_id, words", [
-    ("smax:corridor", ["no map 'corridor'", "5m_vs_6m", "3s5z_vs_3s6z", "available"]),
-    ("smax:5m_vs_7m", ["did you mean 5m_vs_6m?"]),
-])
+@pytest.mark.parametrize(
+    "env_id, words",
+    [
+        ("smax:corridor", ["no map 'corridor'", "5m_vs_6m", "3s5z_vs_3s6z", "available"]),
+        ("smax:5m_vs_7m", ["did you mean 5m_vs_6m?"]),
+    ],
+)
 def test_unknown_map_lists_the_maps(env_id, words):
     with pytest.raises(EnvError) as error:
         smax(env_id)
@@ -260,10 +282,36 @@ def test_missing_extra_is_one_line_saying_what_to_install(monkeypatch, missing):
 # ---- the scripts, unchanged, on smax:3m --------------------------------------------------------
 WIN_TAGS = {"charts/win_rate", "eval/centralized_win_rate", "eval/decentralized_win_rate"}
 SMAX_TINY = {
-    "cadp_qmix": ["--total-timesteps", "600", "--num-envs", "2", "--eval-episodes", "2", "--eval-interval", "300",
-                  "--batch-size", "2", "--buffer-size", "16", "--hidden-dim", "16"],
-    "cadp_mappo": ["--total-timesteps", "640", "--num-envs", "4", "--num-steps", "20", "--eval-episodes", "2",
-                   "--eval-interval", "320", "--hidden-dim", "16"],
+    "cadp_qmix": [
+        "--total-timesteps",
+        "600",
+        "--num-envs",
+        "2",
+        "--eval-episodes",
+        "2",
+        "--eval-interval",
+        "300",
+        "--batch-size",
+        "2",
+        "--buffer-size",
+        "16",
+        "--hidden-dim",
+        "16",
+    ],
+    "cadp_mappo": [
+        "--total-timesteps",
+        "640",
+        "--num-envs",
+        "4",
+        "--num-steps",
+        "20",
+        "--eval-episodes",
+        "2",
+        "--eval-interval",
+        "320",
+        "--hidden-dim",
+        "16",
+    ],
 }
 
 

@@ -19,16 +19,30 @@ def test_minimal_update_runs_the_script_networks(algo):
 
 
 def make_row(implementation, algo, advice, threads, sps, update_ms):
-    return {"implementation": implementation, "algo": algo, "advice": advice, "threads": threads,
-            "env_id": "x", "env_steps": 100, "env_steps_per_s": sps, "update_ms": update_ms,
-            "minimal_update_ms": "" if implementation != "ours" else update_ms / 2, "peak_rss_mib": 400.0,
-            "wall_s": 1.0}
+    return {
+        "implementation": implementation,
+        "algo": algo,
+        "advice": advice,
+        "threads": threads,
+        "env_id": "x",
+        "env_steps": 100,
+        "env_steps_per_s": sps,
+        "update_ms": update_ms,
+        "minimal_update_ms": "" if implementation != "ours" else update_ms / 2,
+        "peak_rss_mib": 400.0,
+        "wall_s": 1.0,
+    }
 
 
 def test_ratios_pair_each_run_with_the_peer_of_its_algo_and_threads(tmp_path, capsys):
-    rows = [make_row("ours", "qmix", "on", 1, 1000.0, 40.0), make_row("ours", "qmix", "off", 1, 3000.0, 10.0),
-            make_row("pymarlzooplus", "qmix", "-", 1, 500.0, 30.0), make_row("ours", "qmix", "off", 2, 900.0, 5.0),
-            make_row("pymarlzooplus", "qmix", "-", 2, 300.0, 20.0), make_row("ours", "vdn", "off", 1, 10.0, 1.0)]
+    rows = [
+        make_row("ours", "qmix", "on", 1, 1000.0, 40.0),
+        make_row("ours", "qmix", "off", 1, 3000.0, 10.0),
+        make_row("pymarlzooplus", "qmix", "-", 1, 500.0, 30.0),
+        make_row("ours", "qmix", "off", 2, 900.0, 5.0),
+        make_row("pymarlzooplus", "qmix", "-", 2, 300.0, 20.0),
+        make_row("ours", "vdn", "off", 1, 10.0, 1.0),
+    ]
     lines = speed.print_ratios(rows)
     assert lines == [
         "cadp_qmix.py advice on  / peer QMIX, threads=1: 2.00x env-steps/s, 0.75x faster updates",
