@@ -12,7 +12,6 @@ actor); `--no-advice` is plain recurrent MAPPO through the same code. Docs and r
 """
 
 import copy
-import json
 import math
 import os
 import time
@@ -29,7 +28,7 @@ from common.cli import check_flags, fail
 from common.envs import make_vec_env
 from common.logger import log_confidence_matrix
 from common.memory import memory_check
-from common.run import Run
+from common.run import Run, export_actor
 from common.vec_env import EnvError, VecEnv
 
 SCRIPT = os.path.basename(__file__)[: -len(".py")]
@@ -151,24 +150,12 @@ def validate(args: Args) -> None:
     check_flags(
         args,
         positive=(
-            "total_timesteps",
-            "learning_rate",
-            "num_envs",
-            "num_steps",
-            "num_minibatches",
-            "update_epochs",
-            "chunk_length",
-            "max_grad_norm",
-            "hidden_dim",
-            "eval_interval",
-            "eval_episodes",
-            "att_heads",
-            "att_embed_dim",
-            "keep_checkpoints",
-            "torch_threads",
+            "total_timesteps learning_rate num_envs num_steps num_minibatches update_epochs chunk_length "
+            "max_grad_norm hidden_dim eval_interval eval_episodes att_heads att_embed_dim keep_checkpoints "
+            "torch_threads"
         ),
-        non_negative=("clip_coef", "ent_coef", "vf_coef", "prune_coef", "checkpoint_interval"),
-        fractions=("gamma", "gae_lambda", "prune_start_fraction", "prune_ramp_fraction"),
+        non_negative="clip_coef ent_coef vf_coef prune_coef checkpoint_interval",
+        fractions="gamma gae_lambda prune_start_fraction prune_ramp_fraction",
     )
     if args.num_steps % args.chunk_length or args.num_envs * args.num_steps // args.chunk_length % args.num_minibatches:
         fail(
@@ -519,33 +506,6 @@ class DecentralizedActor(nn.Module):
         return self.policy_head(features).masked_fill(~avail, -torch.inf), new_hidden
 
 
-def export_decentralized_actor(agent: CADPAgent, envs: VecEnv, hidden_dim: int, run_dir: str) -> str:
-    actor = DecentralizedActor(agent).cpu().eval()
-    example = (
-        torch.zeros(2, envs.obs_dim),
-        torch.zeros(2, hidden_dim),
-        torch.ones(2, envs.n_actions, dtype=torch.bool),
-    )
-    batch = torch.export.Dim("batch")
-    program = torch.export.export(actor, example, dynamic_shapes=({0: batch}, {0: batch}, {0: batch}))
-    path = os.path.join(run_dir, "decentralized_actor.pt2")
-    torch.export.save(program, path)
-    spec = {
-        "env_id": envs.env_id,
-        "n_agents": envs.n_agents,
-        "obs_dim": envs.obs_dim,
-        "n_actions": envs.n_actions,
-        "hidden_dim": hidden_dim,
-        "observation_layout": envs.obs_layout,
-        "action_mask": envs.action_mask,
-        "inputs": "one agent's obs (batch, obs_dim), hidden (batch, hidden_dim), avail (batch, n_actions) bool",
-        "outputs": "logits (batch, n_actions), hidden (batch, hidden_dim)",
-    }
-    with open(os.path.join(run_dir, "decentralized_actor.json"), "w") as f:
-        json.dump(spec, f, indent=2)
-    return path
-
-
 if __name__ == "__main__":
     # ---- plumbing: flags (with --resume/--eval-only PATH: that run's, overridden by those given), seeds, device
     run = Run(Args, SCRIPT, validate)
@@ -830,6 +790,6 @@ if __name__ == "__main__":
         model_path = run.save_model(
             global_step, envs, dict(actor=agent, critic=critic, value_normalizer=value_normalizer)
         )
-        actor_path = export_decentralized_actor(agent, envs, hidden_dim, run.run_dir)
+        actor_path = export_actor(DecentralizedActor(agent), envs, hidden_dim, run.run_dir, "logits")
         print(f"model saved to {model_path}; decentralized actor exported to {actor_path}")
     run.close(envs, eval_envs)

@@ -12,7 +12,6 @@ Docs and results: docs/cadp_qmix.md.
 """
 
 import copy
-import json
 import math
 import os
 import time
@@ -29,7 +28,7 @@ from common.cli import check_flags, fail
 from common.envs import make_vec_env
 from common.logger import log_confidence_matrix
 from common.memory import memory_check
-from common.run import Run
+from common.run import Run, export_actor
 from common.vec_env import EnvError, VecEnv
 
 SCRIPT = os.path.basename(__file__)[: -len(".py")]
@@ -141,33 +140,12 @@ def validate(args: Args) -> None:
     check_flags(
         args,
         positive=(
-            "total_timesteps",
-            "learning_rate",
-            "num_envs",
-            "buffer_size",
-            "batch_size",
-            "target_network_frequency",
-            "max_grad_norm",
-            "hidden_dim",
-            "eval_interval",
-            "eval_episodes",
-            "att_heads",
-            "att_embed_dim",
-            "keep_checkpoints",
-            "torch_threads",
-            "mixing_embed_dim",
-            "hypernet_embed_dim",
+            "total_timesteps learning_rate num_envs buffer_size batch_size target_network_frequency "
+            "max_grad_norm hidden_dim eval_interval eval_episodes att_heads att_embed_dim keep_checkpoints "
+            "torch_threads mixing_embed_dim hypernet_embed_dim"
         ),
-        non_negative=("learning_starts", "prune_coef", "checkpoint_interval", "checkpoint_buffer_max_mb"),
-        fractions=(
-            "gamma",
-            "start_e",
-            "end_e",
-            "exploration_fraction",
-            "prune_start_fraction",
-            "prune_ramp_fraction",
-            "eval_epsilon",
-        ),
+        non_negative="learning_starts prune_coef checkpoint_interval checkpoint_buffer_max_mb",
+        fractions="gamma start_e end_e exploration_fraction prune_start_fraction prune_ramp_fraction eval_epsilon",
     )
     if args.exploration_steps is not None and args.exploration_steps < 0:
         fail(f"--exploration-steps must be >= 0, got {args.exploration_steps}")
@@ -416,33 +394,6 @@ class DecentralizedActor(nn.Module):
         return self.q_head(features).masked_fill(~avail, -torch.inf), new_hidden
 
 
-def export_decentralized_actor(agent: CADPAgent, envs: VecEnv, hidden_dim: int, run_dir: str) -> str:
-    actor = DecentralizedActor(agent).cpu().eval()
-    example = (
-        torch.zeros(2, envs.obs_dim),
-        torch.zeros(2, hidden_dim),
-        torch.ones(2, envs.n_actions, dtype=torch.bool),
-    )
-    batch = torch.export.Dim("batch")
-    program = torch.export.export(actor, example, dynamic_shapes=({0: batch}, {0: batch}, {0: batch}))
-    path = os.path.join(run_dir, "decentralized_actor.pt2")
-    torch.export.save(program, path)
-    spec = {
-        "env_id": envs.env_id,
-        "n_agents": envs.n_agents,
-        "obs_dim": envs.obs_dim,
-        "n_actions": envs.n_actions,
-        "hidden_dim": hidden_dim,
-        "observation_layout": envs.obs_layout,
-        "action_mask": envs.action_mask,
-        "inputs": "one agent's obs (batch, obs_dim), hidden (batch, hidden_dim), avail (batch, n_actions) bool",
-        "outputs": "q_values (batch, n_actions), hidden (batch, hidden_dim)",
-    }
-    with open(os.path.join(run_dir, "decentralized_actor.json"), "w") as f:
-        json.dump(spec, f, indent=2)
-    return path
-
-
 if __name__ == "__main__":
     # ---- plumbing: flags (with --resume/--eval-only PATH: that run's, overridden by those given), seeds, device
     run = Run(Args, SCRIPT, validate)
@@ -653,6 +604,6 @@ if __name__ == "__main__":
     )
     if args.save_model:  # ---- plumbing: the weights (torch.load(..., weights_only=True)) and the CADP(D) actor
         model_path = run.save_model(global_step, envs, dict(agent=agent, mixer=mixer))
-        actor_path = export_decentralized_actor(agent, envs, args.hidden_dim, run.run_dir)
+        actor_path = export_actor(DecentralizedActor(agent), envs, args.hidden_dim, run.run_dir, "q_values")
         print(f"model saved to {model_path}; decentralized actor exported to {actor_path}")
     run.close(envs, eval_envs)

@@ -10,14 +10,15 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise SystemExit(code)
 
 
-def check_flags(args, positive=(), non_negative=(), fractions=()) -> None:
-    """fail() on the first flag outside its range, naming it as the command line spells it."""
+def check_flags(args, positive: str = "", non_negative: str = "", fractions: str = "") -> None:
+    """fail() on the first flag outside its range, naming it as the command line spells it. Each range
+    lists the Args field names it applies to, separated by spaces."""
     for names, ok, wanted in (
         (positive, lambda v: v > 0, "> 0"),
         (non_negative, lambda v: v >= 0, ">= 0"),
         (fractions, lambda v: 0 <= v <= 1, "between 0 and 1"),
     ):
-        for name in names:
+        for name in names.split():
             value = getattr(args, name)
             if not ok(value):
                 fail(f"--{name.replace('_', '-')} must be {wanted}, got {value}")

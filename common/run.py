@@ -9,6 +9,8 @@ theirs, so a resumed run gets each back under the name it was saved with, never 
 """
 
 import dataclasses
+import json
+import os
 import pickle
 import random
 import sys
@@ -200,3 +202,33 @@ class Run:
             self.progress.close()
         if self.writer is not None:
             self.writer.close()
+
+
+def export_actor(actor: torch.nn.Module, envs, hidden_dim: int, run_dir: str, outputs: str) -> str:
+    """Export one step of one agent's actor with torch.export to `run_dir/decentralized_actor.pt2`, and what
+    a deployment needs to drive it (sizes, observation layout, where the action mask comes from) to
+    decentralized_actor.json. `outputs`: what the actor returns first ("q_values" or "logits")."""
+    actor = actor.cpu().eval()
+    example = (
+        torch.zeros(2, envs.obs_dim),
+        torch.zeros(2, hidden_dim),
+        torch.ones(2, envs.n_actions, dtype=torch.bool),
+    )
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(actor, example, dynamic_shapes=({0: batch}, {0: batch}, {0: batch}))
+    path = os.path.join(run_dir, "decentralized_actor.pt2")
+    torch.export.save(program, path)
+    spec = {
+        "env_id": envs.env_id,
+        "n_agents": envs.n_agents,
+        "obs_dim": envs.obs_dim,
+        "n_actions": envs.n_actions,
+        "hidden_dim": hidden_dim,
+        "observation_layout": envs.obs_layout,
+        "action_mask": envs.action_mask,
+        "inputs": "one agent's obs (batch, obs_dim), hidden (batch, hidden_dim), avail (batch, n_actions) bool",
+        "outputs": f"{outputs} (batch, n_actions), hidden (batch, hidden_dim)",
+    }
+    with open(os.path.join(run_dir, "decentralized_actor.json"), "w") as f:
+        json.dump(spec, f, indent=2)
+    return path

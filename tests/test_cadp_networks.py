@@ -301,6 +301,5 @@ def test_the_pieces_meant_to_be_identical_in_the_scripts_are():
         "evaluate",
         "select_actions",
         "exploration_duration",
-        "export_decentralized_actor",
     ):
         assert source(cadp_qmix, name) == source(cadp_vdn, name), name

@@ -188,6 +188,7 @@ def test_readme_deployment_example_plays_real_lbf_episodes_as_the_scripts_own_ev
     episodes must score what the script's greedy CADP(D) evaluation of the same weights scores, and
     they do only with LBF's available-action mask."""
     from common.envs import make_vec_env
+    from common.run import export_actor
 
     module = MODULES[script]
     args = module.Args()
@@ -196,7 +197,7 @@ def test_readme_deployment_example_plays_real_lbf_episodes_as_the_scripts_own_ev
     )
     torch.manual_seed(2)  # untrained weights that collect some food
     agent = module.CADPAgent(eval_envs.obs_dim, eval_envs.n_actions, args)
-    module.export_decentralized_actor(agent, eval_envs, args.hidden_dim, str(tmp_path))
+    export_actor(module.DecentralizedActor(agent), eval_envs, args.hidden_dim, str(tmp_path), "q_values")
     greedy = (True,) if module is cadp_mappo else ()
     expected = module.evaluate(agent, eval_envs, args.hidden_dim, "cpu", True, *greedy)[0]
     eval_envs.close()
