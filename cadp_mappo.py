@@ -553,10 +553,10 @@ if __name__ == "__main__":
     optimizer = torch.optim.Adam(list(agent.parameters()) + list(critic.parameters()), lr=args.learning_rate, eps=1e-5)
     networks = dict(actor=agent, critic=critic, value_normalizer=value_normalizer, optimizer=optimizer)
     run.restore(envs, networks)  # ---- plumbing: a resumed or evaluated run's weights
-    if args.eval_only:
+    if args.eval_only:  # ---- plumbing: only evaluate the given checkpoint or model, then stop
         run.report_eval_only(
             {
-                mode: evaluate(agent, mode_envs, hidden_dim, device, mode == "decentralized", args.eval_greedy)[:2]
+                mode: evaluate(agent, mode_envs, hidden_dim, device, mode == "decentralized", args.eval_greedy)
                 for mode, mode_envs in eval_envs.items()
             },
             "greedy" if args.eval_greedy else "sampled",
@@ -587,20 +587,10 @@ if __name__ == "__main__":
     active = torch.ones(E, n_agents, device=device)  # every agent is in a fresh episode
 
     # ---- plumbing: a resumed run continues exactly where its checkpoint left off, at the end of a rollout
-    counters, live = run.resume(
-        dict(iteration=0, next_eval=0, global_step=0),
-        dict(
-            envs=envs,
-            eval_envs=eval_envs,
-            obs=obs,
-            state=state,
-            avail=avail,
-            hidden=hidden,
-            episode_start=episode_start,
-            active=active,
-        ),
-        complete=lambda saved: saved["iteration"] >= args.num_iterations,
-    )
+    live = dict(envs=envs, eval_envs=eval_envs, obs=obs, state=state, avail=avail)  # the envs and their last step
+    live.update(hidden=hidden, episode_start=episode_start, active=active)  # and what the next step starts from
+    complete = lambda saved: saved["iteration"] >= args.num_iterations  # noqa: E731
+    counters, live = run.resume(dict(iteration=0, next_eval=0, global_step=0), live, complete)
     next_eval, global_step = counters["next_eval"], counters["global_step"]
     if run.resumed and live is None:  # the envs could not be pickled: new episodes from a new seed
         obs, state, avail = as_tensors(*envs.reset(seed=args.seed + global_step))
@@ -710,14 +700,10 @@ if __name__ == "__main__":
                 # clipped apart, as MAPPO's two optimizers do: large value gradients must not shrink the policy's
                 grad_norm = nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
                 nn.utils.clip_grad_norm_(critic.parameters(), args.max_grad_norm)
-                run.check_finite(
-                    global_step,
-                    policy_loss=policy_loss,
-                    value_loss=v_loss,
-                    entropy=entropy,  # plumbing
-                    prune_loss=prune_loss if log_confidence is not None else 0.0,
-                    grad_norm=grad_norm,
-                )
+                # ---- plumbing: stop the run, naming the term and step, if a loss or the gradient is NaN or inf
+                prune_term = prune_loss if log_confidence is not None else 0.0
+                losses = dict(policy_loss=policy_loss, value_loss=v_loss, entropy=entropy, prune_loss=prune_term)
+                run.check_finite(global_step, **losses, grad_norm=grad_norm)
                 optimizer.step()
                 clipfracs.append(clipfrac.item())
             if args.target_kl is not None and approx_kl > args.target_kl:
@@ -765,21 +751,9 @@ if __name__ == "__main__":
         # ---- plumbing: every --checkpoint-interval steps, and on SIGINT/SIGTERM (then exits): all that
         # continuing this run exactly needs, by name
         if run.checkpoint_due(global_step):
-            run.save_checkpoint(
-                global_step,
-                networks,
-                dict(iteration=iteration, next_eval=next_eval),
-                dict(
-                    envs=envs,
-                    eval_envs=eval_envs,
-                    obs=obs,
-                    state=state,
-                    avail=avail,
-                    hidden=hidden,
-                    episode_start=episode_start,
-                    active=active,
-                ),
-            )
+            live = dict(envs=envs, eval_envs=eval_envs, obs=obs, state=state, avail=avail)  # the envs, last step
+            live.update(hidden=hidden, episode_start=episode_start, active=active)  # what the next step starts from
+            run.save_checkpoint(global_step, networks, dict(iteration=iteration, next_eval=next_eval), live)
 
     run.progress.close()
     print(

@@ -428,12 +428,10 @@ if __name__ == "__main__":
     optimizer = torch.optim.Adam(parameters, lr=args.learning_rate)
     networks = dict(agent=agent, mixer=mixer, target_agent=target_agent, target_mixer=target_mixer, optimizer=optimizer)
     run.restore(envs, networks)  # ---- plumbing: a resumed or evaluated run's weights
-    if args.eval_only:
+    if args.eval_only:  # ---- plumbing: only evaluate the given checkpoint or model, then stop
         run.report_eval_only(
             {
-                mode: evaluate(agent, mode_envs, args.hidden_dim, device, mode == "decentralized", args.eval_epsilon)[
-                    :2
-                ]
+                mode: evaluate(agent, mode_envs, args.hidden_dim, device, mode == "decentralized", args.eval_epsilon)
                 for mode, mode_envs in eval_envs.items()
             }
         )
@@ -442,10 +440,9 @@ if __name__ == "__main__":
     hidden = torch.zeros(args.num_envs, envs.n_agents, args.hidden_dim, device=device)
 
     # ---- plumbing: a resumed run continues exactly where its checkpoint left off (docs/runs.md: Long runs)
-    counters, live = run.resume(
-        dict(updates=0, next_eval=0, global_step=0),
-        dict(envs=envs, eval_envs=eval_envs, episodes=rb.current, obs=obs, state=state, avail=avail, hidden=hidden),
-    )
+    live = dict(envs=envs, eval_envs=eval_envs, episodes=rb.current)  # the envs and their episodes so far
+    live.update(obs=obs, state=state, avail=avail, hidden=hidden)  # and what the next step starts from
+    counters, live = run.resume(dict(updates=0, next_eval=0, global_step=0), live)
     updates, next_eval, global_step = counters["updates"], counters["next_eval"], counters["global_step"]
     if run.resumed:
         rb.load_state_dict(run.checkpoint["buffer"])
@@ -461,26 +458,13 @@ if __name__ == "__main__":
     while global_step < args.total_timesteps:
         epsilon = linear_schedule(args.start_e, args.end_e, exploration_duration(args), global_step)
         with torch.no_grad():
-            actions, hidden = select_actions(
-                agent, torch.as_tensor(obs, device=device), hidden, torch.as_tensor(avail, device=device), epsilon
-            )
+            obs_t, avail_t = torch.as_tensor(obs, device=device), torch.as_tensor(avail, device=device)
+            actions, hidden = select_actions(agent, obs_t, hidden, avail_t, epsilon)
         actions = actions.cpu().numpy()
         next_obs, next_state, next_avail, reward, terminated, truncated, info = envs.step(actions)
         global_step += args.num_envs
         done = terminated | truncated
-        # what followed the actions: the finished episode's last step where an env has just auto-reset
-        rb.add_step(
-            obs,
-            state,
-            avail,
-            actions,
-            reward,
-            terminated,
-            info["final_obs"],
-            info["final_state"],
-            info["final_avail"],
-            done,
-        )
+        rb.add_step(obs, state, avail, actions, reward, terminated, info, done)  # as CleanRL's rb.add
         obs, state, avail = next_obs, next_state, next_avail
 
         for env_index in np.flatnonzero(done):
@@ -525,12 +509,9 @@ if __name__ == "__main__":
                 optimizer.zero_grad()
                 loss.backward()
                 grad_norm = nn.utils.clip_grad_norm_(parameters, args.max_grad_norm)
-                run.check_finite(
-                    global_step,
-                    td_loss=td_loss,
-                    grad_norm=grad_norm,  # ---- plumbing: divergence
-                    prune_loss=prune_loss if log_confidence is not None else 0.0,
-                )
+                # ---- plumbing: stop the run, naming the term and step, if a loss or the gradient is NaN or inf
+                prune_term = prune_loss if log_confidence is not None else 0.0
+                run.check_finite(global_step, td_loss=td_loss, grad_norm=grad_norm, prune_loss=prune_term)
                 optimizer.step()
                 updates += 1
                 if updates % args.target_network_frequency == 0:
@@ -581,20 +562,11 @@ if __name__ == "__main__":
         # ---- plumbing: every --checkpoint-interval steps, and on SIGINT/SIGTERM (then exits): all that
         # continuing this run exactly needs, by name
         if run.checkpoint_due(global_step):
+            live = dict(envs=envs, eval_envs=eval_envs, episodes=rb.current)  # the envs and their episodes so far
+            live.update(obs=obs, state=state, avail=avail, hidden=hidden)  # and what the next step starts from
+            counters = dict(updates=updates, next_eval=next_eval)
             run.save_checkpoint(
-                global_step,
-                networks,
-                dict(updates=updates, next_eval=next_eval),
-                dict(
-                    envs=envs,
-                    eval_envs=eval_envs,
-                    episodes=rb.current,
-                    obs=obs,
-                    state=state,
-                    avail=avail,
-                    hidden=hidden,
-                ),
-                buffer=rb.state_dict(args.checkpoint_buffer_max_mb * 2**20),
+                global_step, networks, counters, live, buffer=rb.state_dict(args.checkpoint_buffer_max_mb << 20)
             )
 
     run.progress.close()

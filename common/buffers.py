@@ -38,18 +38,18 @@ class EpisodeBuffer:
         n, o, s, a, steps = envs.n_agents, envs.obs_dim, envs.state_dim, envs.n_actions, envs.episode_limit
         return (steps + 1) * (4 * n * o + 4 * s + n * a) + steps * (8 * n + 4 + 4) + 8
 
-    def add_step(self, obs, state, avail, actions, reward, terminated, next_obs, next_state, next_avail, done) -> None:
+    def add_step(self, obs, state, avail, actions, reward, terminated, info, done) -> None:
         """One step of every env: obs (envs, agents, obs_dim), state (envs, state_dim), avail (envs, agents,
-        actions) before `actions` (envs, agents); reward and terminated (envs,); what followed the actions
-        (the finished episode's last step where done, i.e. the envs' info["final_*"]). Ended episodes move
-        into the replay."""
+        actions) before `actions` (envs, agents); reward, terminated, done (envs,); `info` of envs.step(),
+        whose final_obs, final_state and final_avail hold what followed the actions (the finished episode's
+        last step where an env has just auto-reset). Ended episodes move into the replay."""
         rows, t = np.arange(len(done)), self.current["length"]
         episodes = self.current
         episodes["obs"][rows, t], episodes["state"][rows, t], episodes["avail"][rows, t] = obs, state, avail
         episodes["actions"][rows, t], episodes["reward"][rows, t] = actions, reward
         episodes["terminated"][rows, t] = terminated
-        episodes["obs"][rows, t + 1], episodes["state"][rows, t + 1] = next_obs, next_state
-        episodes["avail"][rows, t + 1] = next_avail
+        episodes["obs"][rows, t + 1], episodes["state"][rows, t + 1] = info["final_obs"], info["final_state"]
+        episodes["avail"][rows, t + 1] = info["final_avail"]
         episodes["length"] += 1
         for env_index in np.flatnonzero(done):
             self._store(env_index)

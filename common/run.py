@@ -86,7 +86,8 @@ class Run:
         restore(self.checkpoint, envs, **networks)
 
     def report_eval_only(self, results: dict, how: str = "greedy") -> None:
-        """--eval-only: print the table of both models' results and exit."""
+        """--eval-only: print the table of both models' results (evaluate()'s return and win rate) and exit."""
+        results = {mode: evaluation[:2] for mode, evaluation in results.items()}
         print_eval_table(results, self.checkpoint, self.args.eval_episodes, how)
         raise SystemExit(0)
 

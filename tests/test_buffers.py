@@ -17,18 +17,7 @@ def test_add_step_stores_each_episode_when_it_ends_with_the_step_after_its_last_
         actions = np.full((3, 2), step % 2)
         next_obs, next_state, next_avail, reward, terminated, truncated, info = envs.step(actions)
         done = terminated | truncated
-        rb.add_step(
-            obs,
-            state,
-            avail,
-            actions,
-            reward,
-            terminated,
-            info["final_obs"],
-            info["final_state"],
-            info["final_avail"],
-            done,
-        )
+        rb.add_step(obs, state, avail, actions, reward, terminated, info, done)
         if done.any():
             stored_lengths.append(rb.size)
             index = rb.size - 1
