@@ -197,7 +197,8 @@ def test_readme_deployment_example_plays_real_lbf_episodes_as_the_scripts_own_ev
     )
     torch.manual_seed(2)  # untrained weights that collect some food
     agent = module.CADPAgent(eval_envs.obs_dim, eval_envs.n_actions, args)
-    export_actor(module.DecentralizedActor(agent), eval_envs, args.hidden_dim, str(tmp_path), "q_values")
+    outputs = "logits" if module is cadp_mappo else "q_values"
+    export_actor(module.DecentralizedActor(agent), eval_envs, args.hidden_dim, str(tmp_path), outputs)
     greedy = (True,) if module is cadp_mappo else ()
     expected = module.evaluate(agent, eval_envs, args.hidden_dim, "cpu", True, *greedy)[0]
     eval_envs.close()
