@@ -1,17 +1,14 @@
 """CADP-MAPPO: Centralized Advising and Decentralized Pruning on top of recurrent MAPPO, in one file.
 
-Paper: Zhou et al., "CADP: Towards Better Centralized Learning for Decentralized Execution
-in MARL", AAMAS 2025. The actor (parameters shared by all agents) attends over all agents'
-observations while training (advice, Eq. 1), a branch beside its own recurrent one (the
-authors' release; `--advice-placement gru-input`: into the GRU, the abstract's Eq. 2), and
-outputs action logits; a pruning loss (Eq. 3) then drives each agent's attention onto
-itself, so the trained actor runs decentralized: CADP(D) needs only the agent's own
-observation. The critic sees the global state (MAPPO). `grep -n "# CADP"` marks the paper's
-pieces where they happen (Eq. 1-3, the advice branch, the breakpoint, the C/D evaluation, the pruned
-actor); `--no-advice` is plain recurrent MAPPO through the same code. Docs and results: docs/cadp_mappo.md.
+Paper: Zhou et al., "CADP: Towards Better Centralized Learning for Decentralized Execution in MARL", AAMAS 2025.
+The shared actor attends over all agents' observations while training (advice, Eq. 1), a branch beside its own
+recurrent one (the authors' release; `--advice-placement gru-input`: into the GRU, the abstract's Eq. 2); a pruning
+loss (Eq. 3) then drives each agent's attention onto itself, so the trained actor runs decentralized: CADP(D) needs
+only the agent's own observation. The critic sees the global state (MAPPO). `grep -n "# CADP"` marks the paper's
+pieces where they happen (Eq. 1-3, the advice branch, the breakpoint, the C/D evaluation, the pruned actor);
+`--no-advice` is plain recurrent MAPPO through the same code. Docs and results: docs/cadp_mappo.md.
 """
 
-import copy
 import math
 import os
 import time
@@ -24,44 +21,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributions import Categorical
 
+from common.buffers import RolloutBuffer
 from common.cli import check_flags, fail
-from common.envs import make_vec_env
-from common.logger import log_confidence_matrix
-from common.memory import memory_check
-from common.run import Run, export_actor
-from common.vec_env import EnvError, VecEnv
-
-SCRIPT = os.path.basename(__file__)[: -len(".py")]
+from common.normalizer import ValueNormalizer  # MAPPO's value normalization: running mean and variance
+from common.run import Run, RunArgs
+from common.vec_env import VecEnv
 
 
 @dataclass
-class Args:
-    exp_name: str = SCRIPT
+class Args(RunArgs):  # RunArgs (common/run.py): --seed, --cuda, --track, --save-model, --resume, --eval-only, ...
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment"""
-    seed: int = 1
-    """seed of the experiment"""
-    torch_deterministic: bool = True
-    """use deterministic torch algorithms"""
-    cuda: bool = False
-    """run the networks on CUDA when available (small nets: the CPU is usually faster)"""
-    torch_threads: int = 1
-    """CPU threads for torch: these small networks run fastest on one, and runs sharing cores don't stall"""
-    track: bool = False
-    """mirror the logs to Weights and Biases (needs `pip install wandb`)"""
-    wandb_project_name: str = "cadp"
-    """the wandb project name"""
-    wandb_entity: str | None = None
-    """the wandb entity (team)"""
-    save_model: bool = False
-    """save the weights and export the decentralized actor to `runs/{run_name}/`"""
     checkpoint_interval: int = 100_000
     """environment steps between checkpoints in `runs/{run_name}/checkpoints/`, at rollout ends (0 = none)"""
-    keep_checkpoints: int = 3
-    """how many of the latest periodic checkpoints to keep"""
-    resume: str | None = None
-    """continue the run of this checkpoint file or run directory (its latest); flags given override the run's own"""
-    eval_only: str | None = None
-    """only evaluate CADP(C) and CADP(D) of this checkpoint, saved model or run directory (its newest); print a table"""
 
     # Algorithm
     env_id: str = "lbforaging:Foraging-8x8-2p-3f-v3"
@@ -113,15 +85,13 @@ class Args:
     eval_episodes: int = 32
     """episodes per evaluation of each model"""
     eval_greedy: bool = False
-    """act on the most probable action instead of sampling; off: the argmax of a stochastic policy can
-    deadlock (LBF 8x8-2p-3f, same weights: 0.70 greedy vs 0.99 sampled)"""
+    """act on the most probable action, not a sample (it can deadlock: LBF 8x8-2p-3f, 0.70 greedy vs 0.99 sampled)"""
 
     # CADP
     advice: bool = True
     """exchange advice between agents during training; `--no-advice` is plain recurrent MAPPO"""
     advice_placement: Literal["post-gru", "gru-input"] = "post-gru"
-    """where the advice enters the actor: `post-gru` beside the GRU's output (the authors' release; without advice,
-    MAPPO's recurrent actor) or `gru-input` into the GRU beside the observation (the extended abstract's Eq. 2)"""
+    """`post-gru`: advice beside the GRU output (the release; no advice: MAPPO's recurrent actor); `gru-input`: Eq. 2"""
     att_heads: int = 4
     """attention heads of the advice attention (Eq. 1)"""
     att_embed_dim: int = 32
@@ -129,20 +99,11 @@ class Args:
     prune_coef: float = 0.5
     """weight alpha of the pruning loss (Eq. 3), at `prune_loss_scale`"""
     prune_loss_scale: Literal["release", "eq3"] = "release"
-    """`release`: the authors' mean over heads x agents x agents entries, for which their alphas are tuned; `eq3`:
-    Eq. 3 literally (summed over agents, mean over heads), agents^2 times larger"""
+    """`release`: the authors' mean over heads x agents^2 entries (their alphas' scale); `eq3`: agents^2 times that"""
     prune_start_fraction: float = 0.67
     """fraction of `total_timesteps` after which the pruning loss is switched on (1 = never)"""
     prune_ramp_fraction: float = 0.0
     """fraction of `total_timesteps` over which alpha ramps linearly from 0 (0 = switch on at once)"""
-
-    # to be filled in at runtime
-    batch_size: int = 0
-    """environment steps per rollout (num_envs * num_steps)"""
-    num_chunks: int = 0
-    """training sequences per rollout (num_envs * num_steps / chunk_length)"""
-    num_iterations: int = 0
-    """rollout-and-update iterations (total_timesteps // batch_size)"""
 
 
 def validate(args: Args) -> None:
@@ -151,17 +112,15 @@ def validate(args: Args) -> None:
         args,
         positive=(
             "total_timesteps learning_rate num_envs num_steps num_minibatches update_epochs chunk_length "
-            "max_grad_norm hidden_dim eval_interval eval_episodes att_heads att_embed_dim keep_checkpoints "
-            "torch_threads"
+            "max_grad_norm hidden_dim eval_interval eval_episodes att_heads att_embed_dim"
         ),
-        non_negative="clip_coef ent_coef vf_coef prune_coef checkpoint_interval",
+        non_negative="clip_coef ent_coef vf_coef prune_coef",
         fractions="gamma gae_lambda prune_start_fraction prune_ramp_fraction",
     )
-    if args.num_steps % args.chunk_length or args.num_envs * args.num_steps // args.chunk_length % args.num_minibatches:
-        fail(
-            "--num-steps must be a multiple of --chunk-length, and the chunks "
-            "(num_envs * num_steps / chunk_length) a multiple of --num-minibatches"
-        )
+    if args.num_steps % args.chunk_length:
+        fail(f"--num-steps must be a multiple of --chunk-length (the training sequences' length, {args.chunk_length})")
+    if args.num_envs * args.num_steps // args.chunk_length % args.num_minibatches:
+        fail("--num-minibatches must divide the training sequences per rollout, num_envs * num_steps / chunk_length")
 
 
 def layer_init(layer: nn.Linear, std: float = math.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
@@ -212,11 +171,10 @@ class AdviceAttention(nn.Module):
 
 class CADPAgent(nn.Module):
     """Per-agent actor, parameters shared by all agents. `--advice-placement`:
-    post-gru (the authors' release): x_i = MLP(LayerNorm(o_i)); h_i = LayerNorm(GRU(x_i, h_i));
-        a_i = ReLU(advice_fc(z_i)); logits = head(merge([h_i, a_i])). Without advice: MAPPO's recurrent
-        actor, logits = head(h_i).
-    gru-input (the extended abstract's Eq. 2): h_i = GRU([z_i, o_i], h_i); logits = MLP(h_i). Without
-        advice: the same GRU on o_i alone."""
+    post-gru (the authors' release): x_i = MLP(LayerNorm(o_i)); h_i = LayerNorm(GRU(x_i, h_i)); a_i = ReLU(advice_fc(
+        z_i)); logits = head(merge([h_i, a_i])). Without advice: MAPPO's recurrent actor, logits = head(h_i).
+    gru-input (the extended abstract's Eq. 2): h_i = GRU([z_i, o_i], h_i); logits = MLP(h_i). Without advice: the
+        same GRU on o_i alone."""
 
     def __init__(self, obs_dim: int, n_actions: int, args: Args):
         super().__init__()
@@ -226,15 +184,9 @@ class CADPAgent(nn.Module):
         self.base = self.gru_norm = self.advice_fc = self.merge = None
         if post_gru:
             # MAPPO's actor: normalized input, a LayerNorm'd ReLU MLP, a GRU (orthogonal, zero biases), LayerNorm
-            self.base = nn.Sequential(
-                nn.LayerNorm(obs_dim),
-                layer_init(nn.Linear(obs_dim, hidden_dim)),
-                nn.ReLU(),
-                nn.LayerNorm(hidden_dim),
-                layer_init(nn.Linear(hidden_dim, hidden_dim)),
-                nn.ReLU(),
-                nn.LayerNorm(hidden_dim),
-            )
+            mlp = [layer_init(nn.Linear(obs_dim, hidden_dim)), nn.ReLU(), nn.LayerNorm(hidden_dim)]
+            mlp += [layer_init(nn.Linear(hidden_dim, hidden_dim)), nn.ReLU(), nn.LayerNorm(hidden_dim)]
+            self.base = nn.Sequential(nn.LayerNorm(obs_dim), *mlp)
             self.gru = nn.GRU(hidden_dim, hidden_dim, batch_first=True)
             for name, parameter in self.gru.named_parameters():
                 nn.init.orthogonal_(parameter) if "weight" in name else nn.init.zeros_(parameter)
@@ -251,23 +203,13 @@ class CADPAgent(nn.Module):
             # CADP Eq. 2: the GRU reads the advice *and* the raw observation; the raw one is the
             # residual path that never passes through attention, so pruning cannot cut it off
             self.gru = nn.GRU(advice_dim + obs_dim, hidden_dim, batch_first=True)
-            self.policy_head = nn.Sequential(
-                layer_init(nn.Linear(hidden_dim, hidden_dim)),
-                nn.ReLU(),
-                layer_init(nn.Linear(hidden_dim, n_actions), std=0.01),
-            )
+            layers = [layer_init(nn.Linear(hidden_dim, hidden_dim)), nn.ReLU()]
+            self.policy_head = nn.Sequential(*layers, layer_init(nn.Linear(hidden_dim, n_actions), std=0.01))
 
-    def forward(
-        self,
-        obs: torch.Tensor,
-        hidden: torch.Tensor,
-        decentralized: bool = False,
-        episode_starts: torch.Tensor | None = None,
-    ):
-        """obs (batch, time, agents, obs_dim), hidden (batch, agents, hidden_dim), episode_starts
-        (batch, time) bool: True where obs is an episode's first step, so the hidden state is zeroed
-        before it -> logits (batch, time, agents, actions), new hidden, log-confidence
-        (batch, time, heads, agents, agents)."""
+    def forward(self, obs: torch.Tensor, hidden: torch.Tensor, decentralized=False, episode_starts=None):
+        """obs (batch, time, agents, obs_dim), hidden (batch, agents, hidden_dim), episode_starts (batch, time) bool:
+        True where obs is an episode's first step, so the hidden state is zeroed before it (None: no starts) ->
+        logits (batch, time, agents, actions), new hidden, log-confidence (batch, time, heads, agents, agents)."""
         batch, time_steps, n_agents, _ = obs.shape
         advice, log_confidence = None, None
         if self.advice is not None:
@@ -279,17 +221,19 @@ class CADPAgent(nn.Module):
             inputs = obs if advice is None else torch.cat([advice, obs], dim=-1)  # CADP Eq. 2: [z_i, o_i]
         # each agent of each sequence is one GRU sequence: (batch * agents, time, features)
         sequences = inputs.transpose(1, 2).reshape(batch * n_agents, time_steps, -1)
-        if episode_starts is None:
-            episode_starts = torch.zeros(batch, time_steps, dtype=torch.bool, device=obs.device)
-        # one GRU call per stretch in which no sequence starts a new episode; a sequence whose
-        # episode starts at a stretch's first step enters it with a zeroed hidden state
-        keep = (~episode_starts).repeat_interleave(n_agents, dim=0).float()  # (batch * agents, time)
-        boundaries = [0] + (episode_starts[:, 1:].any(dim=0).nonzero().flatten() + 1).tolist() + [time_steps]
-        hidden, pieces = hidden.reshape(1, batch * n_agents, -1), []
-        for start, end in zip(boundaries[:-1], boundaries[1:]):
-            piece, hidden = self.gru(sequences[:, start:end], hidden * keep[None, :, start, None])
-            pieces.append(piece)
-        outputs = torch.cat(pieces, dim=1)  # (batch * agents, time, hidden_dim)
+        hidden = hidden.reshape(1, batch * n_agents, -1)
+        if episode_starts is None:  # no episode starts within the sequences: one GRU call
+            outputs, hidden = self.gru(sequences, hidden)
+        else:
+            # one GRU call per stretch in which no sequence starts a new episode; a sequence whose
+            # episode starts at a stretch's first step enters it with a zeroed hidden state
+            keep = (~episode_starts).repeat_interleave(n_agents, dim=0).float()  # (batch * agents, time)
+            boundaries = [0] + (episode_starts[:, 1:].any(dim=0).nonzero().flatten() + 1).tolist() + [time_steps]
+            pieces = []
+            for start, end in zip(boundaries[:-1], boundaries[1:]):
+                piece, hidden = self.gru(sequences[:, start:end], hidden * keep[None, :, start, None])
+                pieces.append(piece)
+            outputs = torch.cat(pieces, dim=1)  # (batch * agents, time, hidden_dim)
         features = outputs.view(batch, n_agents, time_steps, -1).transpose(1, 2)  # (batch, time, agents, hidden)
         if self.gru_norm is not None:
             features = self.gru_norm(features)
@@ -300,21 +244,20 @@ class CADPAgent(nn.Module):
 
 
 class Critic(nn.Module):
-    """Centralized value V(s) (or MAPPO's agent-specific V(s, o_i, i)), in normalized units. Feed-forward,
-    unlike MAPPO's recurrent critic: the global state needs no memory here, and a stateless critic
-    can value a finished episode's final state (the truncation bootstrap) without a hidden state."""
+    """Centralized value V(s) (or MAPPO's agent-specific V(s, o_i, i)), in normalized units. Feed-forward, unlike
+    MAPPO's recurrent critic: the global state needs no memory here, and a stateless critic can value a finished
+    episode's final state (the truncation bootstrap) without a hidden state."""
 
     def __init__(self, state_dim: int, obs_dim: int, n_agents: int, hidden_dim: int, agent_specific: bool):
         super().__init__()
         self.agent_specific = agent_specific
         input_dim = state_dim + (obs_dim + n_agents if agent_specific else 0)
-        self.net = nn.Sequential(
+        layers = [
             layer_init(nn.Linear(input_dim, hidden_dim)),
             nn.ReLU(),
             layer_init(nn.Linear(hidden_dim, hidden_dim)),
-            nn.ReLU(),
-            layer_init(nn.Linear(hidden_dim, 1), std=1.0),
-        )
+        ]
+        self.net = nn.Sequential(*layers, nn.ReLU(), layer_init(nn.Linear(hidden_dim, 1), std=1.0))
 
     def forward(self, state: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
         """state (..., state_dim), obs (..., agents, obs_dim) -> values (..., agents)."""
@@ -328,50 +271,20 @@ class Critic(nn.Module):
         return self.net(torch.cat([shared, obs, agent_ids], dim=-1)).squeeze(-1)
 
 
-class ValueNormalizer(nn.Module):
-    """Running mean and variance of the value targets (MAPPO's value normalization): the critic
-    learns targets of unit scale whatever the reward scale. Buffers, so checkpoints carry them."""
-
-    def __init__(self, min_var: float = 1e-2):
-        super().__init__()
-        self.min_var = min_var  # MAPPO's floor: while returns are all ~0, normalized targets must not explode
-        self.register_buffer("mean", torch.zeros(()))
-        self.register_buffer("var", torch.ones(()))
-        self.register_buffer("count", torch.zeros(()))
-
-    def update(self, values: torch.Tensor) -> None:
-        # Chan et al.'s parallel update: exact mean/variance of everything seen so far
-        batch_mean, batch_var, batch_count = values.mean(), values.var(unbiased=False), values.numel()
-        total = self.count + batch_count
-        delta = batch_mean - self.mean
-        self.var.copy_(
-            (self.var * self.count + batch_var * batch_count + delta**2 * self.count * batch_count / total) / total
-        )
-        self.mean.add_(delta * batch_count / total)
-        self.count.copy_(total)
-
-    def normalize(self, values: torch.Tensor) -> torch.Tensor:
-        return (values - self.mean) / self.var.clamp(min=self.min_var).sqrt()
-
-    def denormalize(self, values: torch.Tensor) -> torch.Tensor:
-        return values * self.var.clamp(min=self.min_var).sqrt() + self.mean
-
-
 def masked_policy(logits: torch.Tensor, avail: torch.Tensor) -> Categorical:
-    """The policy over available actions: unavailable logits become -inf, so their probability is
-    exactly 0 and they are never sampled; Categorical.entropy clamps -inf to the lowest float, so
-    0 * log 0 adds 0 (not NaN) to the entropy and to its gradient. avail: bool, logits' shape.
-    Not validated: NaN logits of a diverged update must reach the losses, where the divergence check names them."""
+    """The policy over available actions: unavailable logits become -inf, so their probability is exactly 0 and
+    they are never sampled; Categorical.entropy clamps -inf to the lowest float, so 0 * log 0 adds 0 (not NaN) to
+    the entropy and its gradient. avail: bool, logits' shape. Not validated: NaN logits of a diverged update must
+    reach the losses, where the divergence check names them."""
     return Categorical(logits=logits.masked_fill(~avail, -torch.inf), validate_args=False)
 
 
 def compute_gae(rewards, values, last_values, final_values, terminated, truncated, gamma: float, gae_lambda: float):
-    """Generalized advantage estimation over a rollout, in return units.
-    rewards, terminated, truncated (time, envs); values (time, envs, agents): V of the state each step
-    acted in; last_values (envs, agents): V of the state after the rollout; final_values (time, envs,
-    agents): V of the finished episode's last state where an episode ended at step t (the env has
-    already reset there). A truncation (time limit) bootstraps from that final state, a termination
-    does not; both stop advantages from flowing back across the episode boundary."""
+    """Generalized advantage estimation over a rollout, in return units. rewards, terminated, truncated (time,
+    envs); values (time, envs, agents): V of the state each step acted in; last_values (envs, agents): V of the state
+    after the rollout; final_values (time, envs, agents): V of the finished episode's last state where an episode
+    ended at step t (the env has already reset there). A truncation (time limit) bootstraps from that final state, a
+    termination does not; both stop advantages from flowing back across the episode boundary."""
     dones = (terminated | truncated).unsqueeze(-1)  # (time, envs, 1)
     next_values = torch.where(dones, final_values, torch.cat([values[1:], last_values.unsqueeze(0)]))
     bootstrap = gamma * (~terminated).float().unsqueeze(-1)
@@ -391,9 +304,9 @@ def masked_mean(x: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
 
 
 def ppo_policy_loss(new_log_probs, old_log_probs, advantages, active, clip_coef: float):
-    """PPO's clipped surrogate (to minimize), with approx KL (Schulman's k3) and the clipped fraction,
-    each over the active entries: a dead agent's forced no-op is no decision (ratio 1, no gradient),
-    and counting it would only shrink the step (MAPPO's policy active masks)."""
+    """PPO's clipped surrogate (to minimize), with approx KL (Schulman's k3) and the clipped fraction, each over the
+    active entries: a dead agent's forced no-op is no decision (ratio 1, no gradient), and counting it would only
+    shrink the step (MAPPO's policy active masks)."""
     log_ratio = new_log_probs - old_log_probs
     ratio = log_ratio.exp()
     surrogate = torch.max(-advantages * ratio, -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef))
@@ -405,9 +318,9 @@ def ppo_policy_loss(new_log_probs, old_log_probs, advantages, active, clip_coef:
 
 
 def value_loss(new_values, old_values, targets, active, clip_coef: float, clip_vloss: bool):
-    """0.5 * squared error in normalized units, pessimistic over the clipped update when clip_vloss, over
-    the active entries (MAPPO's value active masks: no values fitted for dead agents).
-    (MAPPO's Huber loss with delta 10 is this same loss for normalized errors below 10.)"""
+    """0.5 * squared error in normalized units, pessimistic over the clipped update when clip_vloss, over the active
+    entries (MAPPO's value active masks: no values fitted for dead agents). MAPPO's Huber loss with delta 10 is this
+    same loss for normalized errors below 10."""
     unclipped = (new_values - targets) ** 2
     if not clip_vloss:
         return 0.5 * masked_mean(unclipped, active)
@@ -431,20 +344,12 @@ def pruning_loss(log_confidence: torch.Tensor, mask: torch.Tensor, scale: str = 
 
 # CADP: the breakpoint, after which pruning drives the advice onto each agent itself
 def prune_coef_at(step: int, args: Args) -> float:
-    """alpha at `step`: 0 up to the breakpoint (as the release: on once t_env > breakpoint), then
-    `prune_coef`, linearly ramped if asked."""
+    """alpha at `step`: 0 up to the breakpoint (on once t_env > breakpoint, as the release), then `prune_coef`."""
     start = args.prune_start_fraction * args.total_timesteps
     if not args.advice or args.prune_start_fraction >= 1 or step <= start:  # 1: never, even past the budget
         return 0.0
     ramp = args.prune_ramp_fraction * args.total_timesteps
     return args.prune_coef * (1.0 if ramp <= 0 else min(1.0, (step - start) / ramp))
-
-
-def to_chunks(x: torch.Tensor, chunk_length: int) -> torch.Tensor:
-    """(time, envs, ...) -> (time / chunk_length * envs, chunk_length, ...): one row per training sequence."""
-    time_steps, num_envs, *rest = x.shape
-    x = x.reshape(time_steps // chunk_length, chunk_length, num_envs, *rest).transpose(1, 2)
-    return x.reshape(-1, chunk_length, *rest)
 
 
 @torch.no_grad()
@@ -473,78 +378,22 @@ def evaluate(agent, envs: VecEnv, hidden_dim: int, device, decentralized: bool, 
     return returns.mean(), (wins.mean() if envs.has_win else None), (confidence / steps if steps else None)
 
 
-# CADP(D), deployed
-class DecentralizedActor(nn.Module):
-    """CADP(D) for deployment: one step of ONE agent with z_i = v_i, so that each agent runs alone on its own
-    device (the agents share these weights; an agent's id is part of its observation, as
-    decentralized_actor.json's layout says). It holds no query or key weights: after pruning, an agent's
-    action depends on its own observation alone."""
-
-    def __init__(self, agent: CADPAgent):
-        super().__init__()
-        self.value = None if agent.advice is None else copy.deepcopy(agent.advice.value)
-        self.base, self.gru_norm, self.advice_fc, self.merge = (
-            copy.deepcopy(m) for m in (agent.base, agent.gru_norm, agent.advice_fc, agent.merge)
-        )
-        # the same weights as the agent's nn.GRU, stepped once per call
-        self.gru = nn.GRUCell(agent.gru.input_size, agent.gru.hidden_size)
-        self.gru.load_state_dict({name.removesuffix("_l0"): p for name, p in agent.gru.state_dict().items()})
-        self.policy_head = copy.deepcopy(agent.policy_head)
-
-    def forward(self, obs: torch.Tensor, hidden: torch.Tensor, avail: torch.Tensor):
-        """obs (batch, obs_dim), hidden (batch, hidden_dim), avail (batch, actions) bool ->
-        logits (batch, actions) with -inf for unavailable actions, new hidden (batch, hidden_dim)."""
-        advice = None if self.value is None else self.value(obs)  # CADP(D): z_i = v_i
-        if self.base is not None:
-            inputs = self.base(obs)
-        else:
-            inputs = obs if advice is None else torch.cat([advice, obs], dim=-1)
-        new_hidden = self.gru(inputs, hidden)
-        features = new_hidden if self.gru_norm is None else self.gru_norm(new_hidden)
-        if self.merge is not None:
-            features = self.merge(torch.cat([features, F.relu(self.advice_fc(advice))], dim=-1))
-        return self.policy_head(features).masked_fill(~avail, -torch.inf), new_hidden
-
-
 if __name__ == "__main__":
     # ---- plumbing: flags (with --resume/--eval-only PATH: that run's, overridden by those given), seeds, device
-    run = Run(Args, SCRIPT, validate)
+    run = Run(Args, validate)
     args, device = run.args, run.device
-    args.batch_size = args.num_envs * args.num_steps
-    args.num_chunks = args.batch_size // args.chunk_length
-    args.num_iterations = max(1, args.total_timesteps // args.batch_size)
+    batch_size = args.num_envs * args.num_steps  # environment steps per rollout (not flags: they follow from these)
+    num_chunks = batch_size // args.chunk_length  # training sequences per rollout
+    num_iterations = max(1, args.total_timesteps // batch_size)  # rollout-and-update iterations
 
-    try:
-        env_kwargs = dict(agent_id_feature=args.obs_agent_id, last_action_feature=args.obs_last_action)
+    # ---- plumbing: the envs, refused up front if they and the rollout with its update's activations cannot fit
+    def needs(envs):  # per env step: the stored rollout, its chunked copy, the update's activations (~32 KB on LBF)
+        advice_dim = args.att_heads * args.att_embed_dim
+        per_agent = 3 * envs.obs_dim + 44 * args.hidden_dim + 4 * envs.n_actions + 8 * advice_dim
+        step_bytes = 4 * envs.n_agents * per_agent + 12 * envs.state_dim
+        return {"rollout and update": step_bytes * batch_size // args.num_minibatches}
 
-        # ---- plumbing: refuse up front what cannot fit: the rollout with the activations of its update, the envs
-        def needs(envs, env_bytes):
-            # per env step: the stored rollout, its chunked copy, the update's activations (~32 KB on LBF by default)
-            step_bytes = (
-                4
-                * envs.n_agents
-                * (
-                    3 * envs.obs_dim
-                    + 44 * args.hidden_dim
-                    + 4 * envs.n_actions
-                    + 8 * args.att_heads * args.att_embed_dim
-                )
-                + 12 * envs.state_dim
-            )
-            return {
-                "rollout and update": step_bytes * args.batch_size // args.num_minibatches,
-                "envs": env_bytes * (args.num_envs + 2 * args.eval_episodes),
-            }
-
-        fits = memory_check(needs, "--num-envs, --num-steps or --eval-episodes (or raise --num-minibatches)")
-        envs = make_vec_env(args.env_id, args.num_envs, args.seed, **env_kwargs, size_check=fits)
-        # C and D play from the same seeds, so their eval episodes start alike
-        eval_envs = {
-            mode: make_vec_env(args.env_id, args.eval_episodes, args.seed + 100_000, **env_kwargs)
-            for mode in ("centralized", "decentralized")
-        }
-    except EnvError as error:
-        fail(str(error))
+    envs, eval_envs = run.make_envs(needs, "--num-envs, --num-steps or --eval-episodes (or raise --num-minibatches)")
 
     n_agents, hidden_dim = envs.n_agents, args.hidden_dim
     agent = CADPAgent(envs.obs_dim, envs.n_actions, args).to(device)
@@ -552,44 +401,31 @@ if __name__ == "__main__":
     value_normalizer = ValueNormalizer().to(device)
     optimizer = torch.optim.Adam(list(agent.parameters()) + list(critic.parameters()), lr=args.learning_rate, eps=1e-5)
     networks = dict(actor=agent, critic=critic, value_normalizer=value_normalizer, optimizer=optimizer)
+
+    def evaluate_c_and_d():  # CADP: both models, C (advice) and D (z_i = v_i), on the same episodes
+        return {
+            mode: evaluate(agent, mode_envs, hidden_dim, device, mode == "decentralized", args.eval_greedy)
+            for mode, mode_envs in eval_envs.items()
+        }
+
     run.restore(envs, networks)  # ---- plumbing: a resumed or evaluated run's weights
     if args.eval_only:  # ---- plumbing: only evaluate the given checkpoint or model, then stop
-        run.report_eval_only(
-            {
-                mode: evaluate(agent, mode_envs, hidden_dim, device, mode == "decentralized", args.eval_greedy)
-                for mode, mode_envs in eval_envs.items()
-            },
-            "greedy" if args.eval_greedy else "sampled",
-        )
+        run.report_eval_only(evaluate_c_and_d(), "greedy" if args.eval_greedy else "sampled")
 
-    # rollout storage, (time, envs, ...); step t holds what the networks saw before action t
-    T, E = args.num_steps, args.num_envs
-    obs_buf = torch.zeros(T, E, n_agents, envs.obs_dim, device=device)
-    state_buf = torch.zeros(T, E, envs.state_dim, device=device)
-    avail_buf = torch.zeros(T, E, n_agents, envs.n_actions, dtype=torch.bool, device=device)
-    hidden_buf = torch.zeros(T, E, n_agents, hidden_dim, device=device)  # GRU state fed into step t
-    active_buf = torch.zeros(T, E, n_agents, device=device)  # 1 where the agent is alive at step t (SMAX deaths)
-    episode_start_buf = torch.zeros(T, E, dtype=torch.bool, device=device)
-    actions_buf = torch.zeros(T, E, n_agents, dtype=torch.long, device=device)
-    log_probs_buf = torch.zeros(T, E, n_agents, device=device)
-    values_buf = torch.zeros(T, E, n_agents, device=device)  # critic outputs, normalized units
-    final_values_buf = torch.zeros(T, E, n_agents, device=device)  # V(final state) where an episode ended, return units
-    rewards_buf = torch.zeros(T, E, device=device)
-    terminated_buf = torch.zeros(T, E, dtype=torch.bool, device=device)
-    truncated_buf = torch.zeros(T, E, dtype=torch.bool, device=device)
+    rb = RolloutBuffer(args.num_steps, envs, hidden_dim, device)  # (time, envs, ...) tensors, as CleanRL's storage
 
     def as_tensors(*arrays):
         return [torch.as_tensor(array, device=device) for array in arrays]
 
     obs, state, avail = as_tensors(*envs.reset())
-    hidden = torch.zeros(E, n_agents, hidden_dim, device=device)
-    episode_start = torch.ones(E, dtype=torch.bool, device=device)
-    active = torch.ones(E, n_agents, device=device)  # every agent is in a fresh episode
+    hidden = torch.zeros(args.num_envs, n_agents, hidden_dim, device=device)
+    episode_start = torch.ones(args.num_envs, dtype=torch.bool, device=device)
+    active = torch.ones(args.num_envs, n_agents, device=device)  # every agent is in a fresh episode
 
     # ---- plumbing: a resumed run continues exactly where its checkpoint left off, at the end of a rollout
-    live = dict(envs=envs, eval_envs=eval_envs, obs=obs, state=state, avail=avail)  # the envs and their last step
-    live.update(hidden=hidden, episode_start=episode_start, active=active)  # and what the next step starts from
-    complete = lambda saved: saved["iteration"] >= args.num_iterations  # noqa: E731
+    live = dict(envs=envs, eval_envs=eval_envs, obs=obs, state=state, avail=avail, hidden=hidden, active=active)
+    live["episode_start"] = episode_start
+    complete = lambda saved: saved["iteration"] >= num_iterations  # noqa: E731
     counters, live = run.resume(dict(iteration=0, next_eval=0, global_step=0), live, complete)
     next_eval, global_step = counters["next_eval"], counters["global_step"]
     if run.resumed and live is None:  # the envs could not be pickled: new episodes from a new seed
@@ -597,84 +433,50 @@ if __name__ == "__main__":
     elif run.resumed:
         envs, eval_envs, obs, state, avail = live["envs"], live["eval_envs"], live["obs"], live["state"], live["avail"]
         hidden, episode_start, active = live["hidden"], live["episode_start"], live["active"]
-    run.start(global_step, f"{args.exp_name} {args.env_id}")
-    writer = run.writer
+    writer = run.start(global_step)
 
-    update_seconds, timed_updates = 0.0, 0  # the PPO updates' share of the time (benchmarks/speed.py)
-    for iteration in range(counters["iteration"] + 1, args.num_iterations + 1):
-        if args.anneal_lr:
-            for group in optimizer.param_groups:
-                group["lr"] = (1.0 - (iteration - 1.0) / args.num_iterations) * args.learning_rate
+    for iteration in range(counters["iteration"] + 1, num_iterations + 1):
+        if args.anneal_lr:  # one optimizer, one parameter group: the actor's and the critic's parameters
+            optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / num_iterations) * args.learning_rate
 
-        for step in range(T):
-            global_step += E
-            obs_buf[step], state_buf[step], avail_buf[step] = obs, state, avail
-            hidden_buf[step], episode_start_buf[step], active_buf[step] = hidden, episode_start, active
+        for step in range(args.num_steps):
+            global_step += args.num_envs
+            rb.add(step, obs=obs, state=state, avail=avail, hidden=hidden, episode_starts=episode_start, active=active)
             with torch.no_grad():
                 logits, hidden, _ = agent(obs.unsqueeze(1), hidden, episode_starts=episode_start.unsqueeze(1))
                 policy = masked_policy(logits[:, 0], avail)  # over (envs, agents)
                 actions = policy.sample()
-                log_probs_buf[step], values_buf[step] = policy.log_prob(actions), critic(state, obs)
-            actions_buf[step] = actions
+                rb.add(step, actions=actions, log_probs=policy.log_prob(actions), values=critic(state, obs))
             next_obs, next_state, next_avail, reward, terminated, truncated, info = envs.step(actions.cpu().numpy())
             done = terminated | truncated
-            rewards_buf[step], terminated_buf[step], truncated_buf[step] = as_tensors(reward, terminated, truncated)
+            rb.add(step, rewards=reward, terminated=terminated, truncated=truncated)
             if done.any():
                 with torch.no_grad():  # only a truncation uses it: GAE multiplies it by 0 after a termination
                     final_state, final_obs = as_tensors(info["final_state"], info["final_obs"])
-                    final_values_buf[step] = value_normalizer.denormalize(critic(final_state, final_obs))
-            for env_index in np.flatnonzero(done):
-                episodic_return = float(info["episode_return"][env_index])
-                run.progress.record_episode(episodic_return)
-                writer.add_scalar("charts/episodic_return", episodic_return, global_step)
-                writer.add_scalar("charts/episodic_length", info["episode_length"][env_index], global_step)
-                if envs.has_win:
-                    writer.add_scalar("charts/win_rate", float(info["win"][env_index]), global_step)
+                    rb.final_values[step] = value_normalizer.denormalize(critic(final_state, final_obs))
+            run.log_episodes(info, done, global_step)  # charts/episodic_return, charts/episodic_length, charts/win_rate
             obs, state, avail = as_tensors(next_obs, next_state, next_avail)
             episode_start = torch.as_tensor(done, device=device)
             active = torch.as_tensor(info["active"], dtype=torch.float32, device=device)
 
         update_start = time.perf_counter()
         with torch.no_grad():
-            values = value_normalizer.denormalize(values_buf)  # (time, envs, agents), return units
+            values = value_normalizer.denormalize(rb.values)  # (time, envs, agents), return units
             last_values = value_normalizer.denormalize(critic(state, obs))
-            advantages = compute_gae(
-                rewards_buf,
-                values,
-                last_values,
-                final_values_buf,
-                terminated_buf,
-                truncated_buf,
-                args.gamma,
-                args.gae_lambda,
-            )
+            ends = rb.final_values, rb.terminated, rb.truncated
+            advantages = compute_gae(rb.rewards, values, last_values, *ends, args.gamma, args.gae_lambda)
             returns = advantages + values
             value_normalizer.update(returns)
             targets = value_normalizer.normalize(returns)
 
         # training sequences: (chunks, chunk_length, ...), each starting from the GRU state stored at its start
-        chunk = {
-            name: to_chunks(buffer, args.chunk_length)
-            for name, buffer in dict(
-                obs=obs_buf,
-                state=state_buf,
-                avail=avail_buf,
-                episode_starts=episode_start_buf,
-                actions=actions_buf,
-                log_probs=log_probs_buf,
-                values=values_buf,
-                advantages=advantages,
-                targets=targets,
-                active=active_buf,
-            ).items()
-        }
-        chunk["hidden"] = to_chunks(hidden_buf, args.chunk_length)[:, 0]
+        chunk = rb.chunks(args.chunk_length, advantages=advantages, targets=targets)
         prune_coef = prune_coef_at(global_step, args)
-        minibatch_chunks = args.num_chunks // args.num_minibatches
+        minibatch_chunks = num_chunks // args.num_minibatches
         clipfracs = []
         for _ in range(args.update_epochs):
-            order = torch.randperm(args.num_chunks, device=device)
-            for start in range(0, args.num_chunks, minibatch_chunks):
+            order = torch.randperm(num_chunks, device=device)
+            for start in range(0, num_chunks, minibatch_chunks):
                 mb = {name: tensor[order[start : start + minibatch_chunks]] for name, tensor in chunk.items()}
                 logits, _, log_confidence = agent(mb["obs"], mb["hidden"], episode_starts=mb["episode_starts"])
                 policy = masked_policy(logits, mb["avail"])  # over (chunks, chunk_length, agents)
@@ -709,8 +511,7 @@ if __name__ == "__main__":
             if args.target_kl is not None and approx_kl > args.target_kl:
                 break
 
-        update_seconds += time.perf_counter() - update_start
-        timed_updates += 1
+        run.time_updates(time.perf_counter() - update_start, 1)
 
         predicted, actual = values.flatten(), returns.flatten()
         explained_variance = (1 - (actual - predicted).var() / actual.var()).item() if actual.var() > 0 else math.nan
@@ -722,48 +523,28 @@ if __name__ == "__main__":
         writer.add_scalar("losses/clipfrac", np.mean(clipfracs), global_step)
         writer.add_scalar("losses/explained_variance", explained_variance, global_step)
         writer.add_scalar("losses/grad_norm", grad_norm.item(), global_step)
-        writer.add_scalar("charts/SPS", run.sps(global_step), global_step)
-        writer.add_scalar("charts/update_time_ms", 1000 * update_seconds / timed_updates, global_step)
+        run.log_speed(global_step)  # charts/SPS, charts/update_time_ms
         if log_confidence is not None:
             self_weight = log_confidence.diagonal(dim1=-2, dim2=-1).exp().mean()
             writer.add_scalar("charts/self_attention_weight", self_weight.item(), global_step)
             writer.add_scalar("losses/prune_loss", prune_loss.item(), global_step)
             writer.add_scalar("charts/prune_coef", prune_coef, global_step)
 
-        if global_step >= next_eval or iteration == args.num_iterations:
+        if global_step >= next_eval or iteration == num_iterations:
             next_eval += args.eval_interval
-            results = {}
-            for mode, mode_envs in eval_envs.items():  # CADP: both models, C (advice) and D (z_i = v_i)
-                mean_return, win_rate, confidence = evaluate(
-                    agent, mode_envs, hidden_dim, device, mode == "decentralized", args.eval_greedy
-                )
-                results[mode] = mean_return
-                writer.add_scalar(f"eval/{mode}_episodic_return", mean_return, global_step)
-                if win_rate is not None:
-                    writer.add_scalar(f"eval/{mode}_win_rate", win_rate, global_step)
-                if confidence is not None:  # CADP: whom each agent listens to; pruning moves it onto the diagonal
-                    log_confidence_matrix(writer, run.run_dir, confidence, global_step)
-            run.progress.write(
-                f"step {global_step}: eval return CADP(C) {results['centralized']:.3f}, "
-                f"CADP(D) {results['decentralized']:.3f}"
-            )
+            results = evaluate_c_and_d()
+            run.log_eval(global_step, results)  # eval/ returns, win rates and CADP(C)'s confidence heatmap
         run.progress.update(global_step, prune_coef=prune_coef)
-        # ---- plumbing: every --checkpoint-interval steps, and on SIGINT/SIGTERM (then exits): all that
-        # continuing this run exactly needs, by name
+        # ---- plumbing: every --checkpoint-interval steps and on SIGINT/SIGTERM (then exits): what a resume needs
         if run.checkpoint_due(global_step):
-            live = dict(envs=envs, eval_envs=eval_envs, obs=obs, state=state, avail=avail)  # the envs, last step
-            live.update(hidden=hidden, episode_start=episode_start, active=active)  # what the next step starts from
+            live = dict(envs=envs, eval_envs=eval_envs, obs=obs, state=state, avail=avail, hidden=hidden, active=active)
+            live["episode_start"] = episode_start
             run.save_checkpoint(global_step, networks, dict(iteration=iteration, next_eval=next_eval), live)
 
-    run.progress.close()
-    print(
-        f"final eval after {global_step} steps ({time.time() - run.start_time:.0f} s): "
-        f"CADP(C) return {results['centralized']:.3f}, CADP(D) return {results['decentralized']:.3f}"
-    )
-    if args.save_model:  # ---- plumbing: the weights (torch.load(..., weights_only=True)) and the CADP(D) actor
-        model_path = run.save_model(
-            global_step, envs, dict(actor=agent, critic=critic, value_normalizer=value_normalizer)
+    run.report_final(global_step, results)
+    if args.save_model:  # ---- plumbing: the weights (torch.load(..., weights_only=True)), and
+        # CADP(D) deployed: one agent's step with z_i = v_i and no query or key weights, exported by torch.export
+        run.save_model(
+            global_step, envs, dict(actor=agent, critic=critic, value_normalizer=value_normalizer), agent, "logits"
         )
-        actor_path = export_actor(DecentralizedActor(agent), envs, hidden_dim, run.run_dir, "logits")
-        print(f"model saved to {model_path}; decentralized actor exported to {actor_path}")
     run.close(envs, eval_envs)

@@ -1,14 +1,13 @@
 """CADP-VDN: Centralized Advising and Decentralized Pruning on top of VDN, in one file.
 
-Paper: Zhou et al., "CADP: Towards Better Centralized Learning for Decentralized Execution
-in MARL", AAMAS 2025. While training, every agent's network attends over all agents'
-observations (advice, Eq. 1), a branch beside its own recurrent one (the authors' release;
-`--advice-placement gru-input` feeds it into the GRU, the extended abstract's Eq. 2); a pruning
-loss (Eq. 3) then drives each agent's attention onto itself, so the trained network runs
-decentralized: CADP(D) needs only the agent's own observation.
-`grep -n "# CADP"` marks the paper's pieces where they happen (Eq. 1-3, the advice branch, the
-breakpoint, the C/D evaluation, the pruned actor); `--no-advice` is plain VDN through the same code.
-`diff cadp_qmix.py cadp_vdn.py` shows what VDN changes (the mixer). Docs and results: docs/cadp_vdn.md.
+Paper: Zhou et al., "CADP: Towards Better Centralized Learning for Decentralized Execution in MARL", AAMAS 2025.
+While training, every agent's network attends over all agents' observations (advice, Eq. 1), a branch beside its
+own recurrent one (the authors' release; `--advice-placement gru-input` feeds it into the GRU, the extended
+abstract's Eq. 2); a pruning loss (Eq. 3) then drives each agent's attention onto itself, so the trained network
+runs decentralized: CADP(D) needs only the agent's own observation. `grep -n "# CADP"` marks the paper's pieces
+where they happen (Eq. 1-3, the advice branch, the breakpoint, the C/D evaluation, the pruned actor);
+`--no-advice` is plain VDN through the same code. `diff cadp_qmix.py cadp_vdn.py` shows what VDN changes (the
+mixer). Docs and results: docs/cadp_vdn.md.
 """
 
 import copy
@@ -25,45 +24,16 @@ import torch.nn.functional as F
 
 from common.buffers import EpisodeBuffer
 from common.cli import check_flags, fail
-from common.envs import make_vec_env
-from common.logger import log_confidence_matrix
-from common.memory import memory_check
-from common.run import Run, export_actor
-from common.vec_env import EnvError, VecEnv
-
-SCRIPT = os.path.basename(__file__)[: -len(".py")]
+from common.run import Run, RunArgs
+from common.vec_env import VecEnv
 
 
 @dataclass
-class Args:
-    exp_name: str = SCRIPT
+class Args(RunArgs):  # RunArgs (common/run.py): --seed, --cuda, --track, --save-model, --resume, --eval-only, ...
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment"""
-    seed: int = 1
-    """seed of the experiment"""
-    torch_deterministic: bool = True
-    """use deterministic torch algorithms"""
-    cuda: bool = False
-    """run the networks on CUDA when available (small nets: the CPU is usually faster)"""
-    torch_threads: int = 1
-    """CPU threads for torch: these small networks run fastest on one, and runs sharing cores don't stall"""
-    track: bool = False
-    """mirror the logs to Weights and Biases (needs `pip install wandb`)"""
-    wandb_project_name: str = "cadp"
-    """the wandb project name"""
-    wandb_entity: str | None = None
-    """the wandb entity (team)"""
-    save_model: bool = False
-    """save the weights and export the decentralized actor to `runs/{run_name}/`"""
-    checkpoint_interval: int = 25_000
-    """environment steps between checkpoints in `runs/{run_name}/checkpoints/` (0 = none)"""
-    keep_checkpoints: int = 3
-    """how many of the latest periodic checkpoints to keep"""
     checkpoint_buffer_max_mb: int = 512
     """checkpoints include the replay buffer while it is at most this large (MiB); docs/runs.md: Long runs"""
-    resume: str | None = None
-    """continue the run of this checkpoint file or run directory (its latest); flags given override the run's own"""
-    eval_only: str | None = None
-    """only evaluate CADP(C) and CADP(D) of this checkpoint, saved model or run directory (its newest); print a table"""
 
     # Algorithm
     env_id: str = "lbforaging:Foraging-8x8-2p-3f-v3"
@@ -91,8 +61,7 @@ class Args:
     exploration_fraction: float = 0.2
     """fraction of `total_timesteps` over which epsilon decays linearly"""
     exploration_steps: int | None = None
-    """environment steps over which epsilon decays, overriding `exploration_fraction` (the release: 50k, 500k on
-    corridor and 3s5z_vs_3s6z)"""
+    """steps over which epsilon decays, instead of the fraction (the release: 50k; 500k on corridor, 3s5z_vs_3s6z)"""
     learning_starts: int = 0
     """environment steps before the first update (updates also wait for `batch_size` episodes)"""
     double_q: bool = True
@@ -114,8 +83,7 @@ class Args:
     advice: bool = True
     """exchange advice between agents during training; `--no-advice` is plain VDN"""
     advice_placement: Literal["post-gru", "gru-input"] = "post-gru"
-    """where the advice enters the agent: `post-gru` beside the GRU's output (the authors' release; without advice,
-    pymarl's RNN agent) or `gru-input` into the GRU beside the observation (the extended abstract's Eq. 2)"""
+    """`post-gru`: advice beside the GRU's output (the release; no advice: pymarl's RNN agent); `gru-input`: Eq. 2"""
     att_heads: int = 4
     """attention heads of the advice attention (Eq. 1)"""
     att_embed_dim: int = 32
@@ -123,8 +91,7 @@ class Args:
     prune_coef: float = 1.0
     """weight alpha of the pruning loss (Eq. 3), at `prune_loss_scale`; the authors use 1.0 for VDN"""
     prune_loss_scale: Literal["release", "eq3"] = "release"
-    """`release`: the authors' mean over heads x agents x agents entries, for which their alphas are tuned; `eq3`:
-    Eq. 3 literally (summed over agents, mean over heads), agents^2 times larger"""
+    """`release`: the authors' mean over heads x agents^2 entries (their alphas' scale); `eq3`: agents^2 times that"""
     prune_start_fraction: float = 0.67
     """fraction of `total_timesteps` after which the pruning loss is switched on (1 = never)"""
     prune_ramp_fraction: float = 0.0
@@ -137,14 +104,11 @@ def validate(args: Args) -> None:
         args,
         positive=(
             "total_timesteps learning_rate num_envs buffer_size batch_size target_network_frequency "
-            "max_grad_norm hidden_dim eval_interval eval_episodes att_heads att_embed_dim keep_checkpoints "
-            "torch_threads"
+            "max_grad_norm hidden_dim eval_interval eval_episodes att_heads att_embed_dim"
         ),
-        non_negative="learning_starts prune_coef checkpoint_interval checkpoint_buffer_max_mb",
+        non_negative="learning_starts prune_coef checkpoint_buffer_max_mb exploration_steps",
         fractions="gamma start_e end_e exploration_fraction prune_start_fraction prune_ramp_fraction eval_epsilon",
     )
-    if args.exploration_steps is not None and args.exploration_steps < 0:
-        fail(f"--exploration-steps must be >= 0, got {args.exploration_steps}")
     if args.batch_size > args.buffer_size:
         fail(f"--batch-size {args.batch_size} is larger than --buffer-size {args.buffer_size} (both count episodes)")
 
@@ -265,8 +229,7 @@ def pruning_loss(log_confidence: torch.Tensor, mask: torch.Tensor, scale: str = 
 
 # CADP: the breakpoint, after which pruning drives the advice onto each agent itself
 def prune_coef_at(step: int, args: Args) -> float:
-    """alpha at `step`: 0 up to the breakpoint (as the release: on once t_env > breakpoint), then
-    `prune_coef`, linearly ramped if asked."""
+    """alpha at `step`: 0 up to the breakpoint (on once t_env > breakpoint, as the release), then `prune_coef`."""
     start = args.prune_start_fraction * args.total_timesteps
     if not args.advice or args.prune_start_fraction >= 1 or step <= start:  # 1: never, even past the budget
         return 0.0
@@ -287,16 +250,16 @@ def linear_schedule(start_e: float, end_e: float, duration: float, step: int) ->
 
 
 def select_actions(agent, obs, hidden, avail, epsilon: float, decentralized: bool = False):
-    """Epsilon-greedy over available actions for a batch of envs.
+    """Epsilon-greedy over available actions for a batch of envs -> actions, new hidden, log-confidence.
     obs (envs, agents, obs_dim), hidden (envs, agents, hidden_dim), avail (envs, agents, actions)."""
-    q, hidden, _ = agent(obs.unsqueeze(1), hidden, decentralized)
-    q = q[:, 0].masked_fill(~avail, -torch.inf)  # (envs, agents, actions)
-    greedy = q.argmax(dim=-1)
+    obs, avail = torch.as_tensor(obs, device=hidden.device), torch.as_tensor(avail, device=hidden.device)
+    q, hidden, log_confidence = agent(obs.unsqueeze(1), hidden, decentralized)
+    greedy = q[:, 0].masked_fill(~avail, -torch.inf).argmax(dim=-1)  # (envs, agents)
     if epsilon <= 0:
-        return greedy, hidden
+        return greedy, hidden, log_confidence
     random_actions = torch.multinomial(avail.flatten(0, 1).float(), 1).view_as(greedy)
     explore = torch.rand(greedy.shape, device=greedy.device) < epsilon
-    return torch.where(explore, random_actions, greedy), hidden
+    return torch.where(explore, random_actions, greedy), hidden, log_confidence
 
 
 @torch.no_grad()
@@ -310,16 +273,9 @@ def evaluate(agent, envs: VecEnv, hidden_dim: int, device, decentralized: bool, 
     returns, wins = np.zeros(envs.num_envs), np.zeros(envs.num_envs)
     confidence, steps = 0.0, 0
     while not finished.all():
-        actions, hidden = select_actions(
-            agent,
-            torch.as_tensor(obs, device=device),
-            hidden,
-            torch.as_tensor(avail, device=device),
-            epsilon,
-            decentralized,
-        )
-        if agent.advice is not None and not decentralized:  # CADP Eq. 1's c, over the envs still in their episode
-            confidence = confidence + agent.advice(torch.as_tensor(obs[~finished], device=device))[1].exp().sum(dim=0)
+        actions, hidden, log_confidence = select_actions(agent, obs, hidden, avail, epsilon, decentralized)
+        if log_confidence is not None:  # CADP Eq. 1's c, over the envs still in their episode
+            confidence = confidence + log_confidence[torch.as_tensor(~finished, device=device), 0].exp().sum(dim=0)
             steps += int((~finished).sum())
         obs, _, avail, _, terminated, truncated, info = envs.step(actions.cpu().numpy())
         just_finished = (terminated | truncated) & ~finished
@@ -330,84 +286,40 @@ def evaluate(agent, envs: VecEnv, hidden_dim: int, device, decentralized: bool, 
     return returns.mean(), (wins.mean() if envs.has_win else None), (confidence / steps if steps else None)
 
 
-# CADP(D), deployed
-class DecentralizedActor(nn.Module):
-    """CADP(D) for deployment: one step of ONE agent with z_i = v_i, so that each agent runs alone on its own
-    device (the agents share these weights; an agent's id is part of its observation, as
-    decentralized_actor.json's layout says). It holds no query or key weights: after pruning, an agent's
-    action depends on its own observation alone."""
-
-    def __init__(self, agent: CADPAgent):
-        super().__init__()
-        self.value = None if agent.advice is None else copy.deepcopy(agent.advice.value)
-        self.fc1, self.advice_fc, self.merge = (copy.deepcopy(m) for m in (agent.fc1, agent.advice_fc, agent.merge))
-        # the same weights as the agent's nn.GRU, stepped once per call
-        self.gru = nn.GRUCell(agent.gru.input_size, agent.gru.hidden_size)
-        self.gru.load_state_dict({name.removesuffix("_l0"): p for name, p in agent.gru.state_dict().items()})
-        self.q_head = copy.deepcopy(agent.q_head)
-
-    def forward(self, obs: torch.Tensor, hidden: torch.Tensor, avail: torch.Tensor):
-        """obs (batch, obs_dim), hidden (batch, hidden_dim), avail (batch, actions) bool ->
-        q (batch, actions) with -inf for unavailable actions, new hidden (batch, hidden_dim)."""
-        advice = None if self.value is None else self.value(obs)  # CADP(D): z_i = v_i
-        if self.fc1 is not None:
-            inputs = F.relu(self.fc1(obs))
-        else:
-            inputs = obs if advice is None else torch.cat([advice, obs], dim=-1)
-        new_hidden = self.gru(inputs, hidden)
-        features = new_hidden
-        if self.merge is not None:
-            features = self.merge(torch.cat([features, F.relu(self.advice_fc(advice))], dim=-1))
-        return self.q_head(features).masked_fill(~avail, -torch.inf), new_hidden
-
-
 if __name__ == "__main__":
     # ---- plumbing: flags (with --resume/--eval-only PATH: that run's, overridden by those given), seeds, device
-    run = Run(Args, SCRIPT, validate)
+    run = Run(Args, validate)
     args, device = run.args, run.device
 
-    try:
-        env_kwargs = dict(agent_id_feature=args.obs_agent_id, last_action_feature=args.obs_last_action)
-        # ---- plumbing: refuse up front what cannot fit: the replay buffer (and the episodes in progress), the envs
-        fits = memory_check(
-            lambda envs, env_bytes: {
-                "replay buffer": EpisodeBuffer.nbytes_per_episode(envs) * (args.buffer_size + args.num_envs),
-                "envs": env_bytes * (args.num_envs + 2 * args.eval_episodes),
-            },
-            "--buffer-size, --num-envs or --eval-episodes",
-        )
-        envs = make_vec_env(args.env_id, args.num_envs, args.seed, **env_kwargs, size_check=fits)
-        # C and D play from the same seeds, so their eval episodes start alike
-        eval_envs = {
-            mode: make_vec_env(args.env_id, args.eval_episodes, args.seed + 100_000, **env_kwargs)
-            for mode in ("centralized", "decentralized")
-        }
-    except EnvError as error:
-        fail(str(error))
+    # ---- plumbing: the envs, refused up front if they and the replay buffer (with the episodes in progress) cannot fit
+    envs, eval_envs = run.make_envs(
+        lambda envs: {"replay buffer": EpisodeBuffer.nbytes_per_episode(envs) * (args.buffer_size + args.num_envs)},
+        "--buffer-size, --num-envs or --eval-episodes",
+    )
 
     agent = CADPAgent(envs.obs_dim, envs.n_actions, args).to(device)
     mixer = VDNMixer()
-    target_agent = CADPAgent(envs.obs_dim, envs.n_actions, args).to(device)
-    target_mixer = mixer  # the sum has no parameters: nothing to copy
-    target_agent.load_state_dict(agent.state_dict())
+    target_agent, target_mixer = copy.deepcopy(agent), mixer  # the sum has no parameters: nothing to copy
     parameters = list(agent.parameters())
     optimizer = torch.optim.Adam(parameters, lr=args.learning_rate)
     networks = dict(agent=agent, target_agent=target_agent, optimizer=optimizer)
+
+    def evaluate_c_and_d():  # CADP: both models, C (advice) and D (z_i = v_i), on the same episodes
+        return {
+            mode: evaluate(agent, mode_envs, args.hidden_dim, device, mode == "decentralized", args.eval_epsilon)
+            for mode, mode_envs in eval_envs.items()
+        }
+
     run.restore(envs, networks)  # ---- plumbing: a resumed or evaluated run's weights
     if args.eval_only:  # ---- plumbing: only evaluate the given checkpoint or model, then stop
-        run.report_eval_only(
-            {
-                mode: evaluate(agent, mode_envs, args.hidden_dim, device, mode == "decentralized", args.eval_epsilon)
-                for mode, mode_envs in eval_envs.items()
-            }
-        )
+        run.report_eval_only(evaluate_c_and_d())
     rb = EpisodeBuffer(args.buffer_size, envs, args.num_envs)
     obs, state, avail = envs.reset()
     hidden = torch.zeros(args.num_envs, envs.n_agents, args.hidden_dim, device=device)
 
     # ---- plumbing: a resumed run continues exactly where its checkpoint left off (docs/runs.md: Long runs)
-    live = dict(envs=envs, eval_envs=eval_envs, episodes=rb.current)  # the envs and their episodes so far
-    live.update(obs=obs, state=state, avail=avail, hidden=hidden)  # and what the next step starts from
+    # the envs and their episodes so far, and what the next step starts from
+    live = dict(envs=envs, eval_envs=eval_envs, episodes=rb.current, obs=obs, state=state, avail=avail, hidden=hidden)
     counters, live = run.resume(dict(updates=0, next_eval=0, global_step=0), live)
     updates, next_eval, global_step = counters["updates"], counters["next_eval"], counters["global_step"]
     if run.resumed:
@@ -417,30 +329,20 @@ if __name__ == "__main__":
         else:
             envs, eval_envs, rb.current = live["envs"], live["eval_envs"], live["episodes"]
             obs, state, avail, hidden = live["obs"], live["state"], live["avail"], live["hidden"]
-    run.start(global_step, f"{args.exp_name} {args.env_id}")
-    writer = run.writer
+    writer = run.start(global_step)
 
-    update_seconds, timed_updates = 0.0, 0  # the gradient updates' share of the time (benchmarks/speed.py)
     while global_step < args.total_timesteps:
         epsilon = linear_schedule(args.start_e, args.end_e, exploration_duration(args), global_step)
         with torch.no_grad():
-            obs_t, avail_t = torch.as_tensor(obs, device=device), torch.as_tensor(avail, device=device)
-            actions, hidden = select_actions(agent, obs_t, hidden, avail_t, epsilon)
+            actions, hidden, _ = select_actions(agent, obs, hidden, avail, epsilon)
         actions = actions.cpu().numpy()
         next_obs, next_state, next_avail, reward, terminated, truncated, info = envs.step(actions)
         global_step += args.num_envs
         done = terminated | truncated
         rb.add_step(obs, state, avail, actions, reward, terminated, info, done)  # as CleanRL's rb.add
         obs, state, avail = next_obs, next_state, next_avail
-
-        for env_index in np.flatnonzero(done):
-            hidden[env_index] = 0
-            episodic_return = float(info["episode_return"][env_index])
-            run.progress.record_episode(episodic_return)
-            writer.add_scalar("charts/episodic_return", episodic_return, global_step)
-            writer.add_scalar("charts/episodic_length", info["episode_length"][env_index], global_step)
-            if envs.has_win:
-                writer.add_scalar("charts/win_rate", float(info["win"][env_index]), global_step)
+        hidden[torch.as_tensor(done, device=device)] = 0
+        run.log_episodes(info, done, global_step)  # charts/episodic_return, charts/episodic_length, charts/win_rate
 
         # one gradient update per finished episode: pymarl's update-to-data ratio
         if rb.size >= args.batch_size and global_step >= args.learning_starts:
@@ -454,18 +356,17 @@ if __name__ == "__main__":
                 with torch.no_grad():
                     target_q = target_agent(batch["obs"], initial_hidden)[0][:, 1:]
                     next_avail = batch["avail"][:, 1:]
-                    if args.double_q:
-                        next_actions = q[:, 1:].masked_fill(~next_avail, -torch.inf).argmax(-1, keepdim=True)
-                        next_q = target_q.gather(-1, next_actions).squeeze(-1)
-                    else:
-                        next_q = target_q.masked_fill(~next_avail, -torch.inf).max(-1).values
+                    # double Q: the online network picks the next action, the target network values it
+                    picker = q[:, 1:] if args.double_q else target_q
+                    next_actions = picker.masked_fill(~next_avail, -torch.inf).argmax(-1, keepdim=True)
+                    next_q = target_q.gather(-1, next_actions).squeeze(-1)
                     next_q_total = target_mixer(next_q, batch["state"][:, 1:])
                     # bootstrap through time-limit ends; only a true termination stops it
                     td_target = batch["reward"] + args.gamma * (1 - batch["terminated"]) * next_q_total
                 q_total = mixer(chosen_q, batch["state"][:, :-1])  # (batch, time)
                 td_error = torch.where(mask.bool(), q_total - td_target, 0.0)
                 td_loss = td_error.pow(2).sum() / mask.sum()
-                loss = td_loss
+                loss, prune_loss = td_loss, torch.zeros(())
                 prune_coef = prune_coef_at(global_step, args)
                 if log_confidence is not None:
                     # CADP Eq. 3: the pruning loss pulls each agent's confidence onto itself
@@ -476,8 +377,7 @@ if __name__ == "__main__":
                 loss.backward()
                 grad_norm = nn.utils.clip_grad_norm_(parameters, args.max_grad_norm)
                 # ---- plumbing: stop the run, naming the term and step, if a loss or the gradient is NaN or inf
-                prune_term = prune_loss if log_confidence is not None else 0.0
-                run.check_finite(global_step, td_loss=td_loss, grad_norm=grad_norm, prune_loss=prune_term)
+                run.check_finite(global_step, td_loss=td_loss, grad_norm=grad_norm, prune_loss=prune_loss)
                 optimizer.step()
                 updates += 1
                 if updates % args.target_network_frequency == 0:
@@ -485,62 +385,34 @@ if __name__ == "__main__":
 
                 if updates % 20 == 0:
                     writer.add_scalar("losses/td_loss", td_loss.item(), global_step)
-                    writer.add_scalar("losses/q_values", ((q_total * mask).sum() / mask.sum()).item(), global_step)
-                    writer.add_scalar(
-                        "losses/target_q_values", ((td_target * mask).sum() / mask.sum()).item(), global_step
-                    )
+                    valid = mask.sum()  # the steps that are not padding
+                    writer.add_scalar("losses/q_values", ((q_total * mask).sum() / valid).item(), global_step)
+                    writer.add_scalar("losses/target_q_values", ((td_target * mask).sum() / valid).item(), global_step)
                     writer.add_scalar("losses/grad_norm", grad_norm.item(), global_step)
                     writer.add_scalar("charts/epsilon", epsilon, global_step)
-                    writer.add_scalar("charts/SPS", run.sps(global_step), global_step)
-                    if timed_updates:
-                        writer.add_scalar("charts/update_time_ms", 1000 * update_seconds / timed_updates, global_step)
+                    run.log_speed(global_step)  # charts/SPS, charts/update_time_ms
                     if log_confidence is not None:
                         self_weight = log_confidence[:, :-1].diagonal(dim1=-2, dim2=-1).exp().mean(dim=(-2, -1))
-                        writer.add_scalar(
-                            "charts/self_attention_weight",
-                            ((self_weight * mask).sum() / mask.sum()).item(),
-                            global_step,
-                        )
+                        self_weight = (self_weight * mask).sum() / valid
+                        writer.add_scalar("charts/self_attention_weight", self_weight.item(), global_step)
                         writer.add_scalar("losses/prune_loss", prune_loss.item(), global_step)
                         writer.add_scalar("charts/prune_coef", prune_coef, global_step)
-            update_seconds += time.perf_counter() - update_start
-            timed_updates += int(done.sum())
+            run.time_updates(time.perf_counter() - update_start, int(done.sum()))
 
         if global_step >= next_eval or global_step >= args.total_timesteps:
             next_eval += args.eval_interval
-            results = {}
-            for mode, mode_envs in eval_envs.items():  # CADP: both models, C (advice) and D (z_i = v_i)
-                mean_return, win_rate, confidence = evaluate(
-                    agent, mode_envs, args.hidden_dim, device, mode == "decentralized", args.eval_epsilon
-                )
-                results[mode] = mean_return
-                writer.add_scalar(f"eval/{mode}_episodic_return", mean_return, global_step)
-                if win_rate is not None:
-                    writer.add_scalar(f"eval/{mode}_win_rate", win_rate, global_step)
-                if confidence is not None:  # CADP: whom each agent listens to; pruning moves it onto the diagonal
-                    log_confidence_matrix(writer, run.run_dir, confidence, global_step)
-            run.progress.write(
-                f"step {global_step}: eval return CADP(C) {results['centralized']:.3f}, "
-                f"CADP(D) {results['decentralized']:.3f}"
-            )
+            results = evaluate_c_and_d()
+            run.log_eval(global_step, results)  # eval/ returns, win rates and CADP(C)'s confidence heatmap
         run.progress.update(global_step, epsilon=epsilon)
-        # ---- plumbing: every --checkpoint-interval steps, and on SIGINT/SIGTERM (then exits): all that
-        # continuing this run exactly needs, by name
+        # ---- plumbing: every --checkpoint-interval steps and on SIGINT/SIGTERM (then exits): what a resume needs
         if run.checkpoint_due(global_step):
-            live = dict(envs=envs, eval_envs=eval_envs, episodes=rb.current)  # the envs and their episodes so far
-            live.update(obs=obs, state=state, avail=avail, hidden=hidden)  # and what the next step starts from
-            counters = dict(updates=updates, next_eval=next_eval)
-            run.save_checkpoint(
-                global_step, networks, counters, live, buffer=rb.state_dict(args.checkpoint_buffer_max_mb << 20)
-            )
+            live = dict(envs=envs, eval_envs=eval_envs, episodes=rb.current, obs=obs, state=state, avail=avail)
+            live["hidden"], counters = hidden, dict(updates=updates, next_eval=next_eval)
+            buffer = rb.state_dict(args.checkpoint_buffer_max_mb << 20)
+            run.save_checkpoint(global_step, networks, counters, live, buffer=buffer)
 
-    run.progress.close()
-    print(
-        f"final eval after {global_step} steps ({time.time() - run.start_time:.0f} s): "
-        f"CADP(C) return {results['centralized']:.3f}, CADP(D) return {results['decentralized']:.3f}"
-    )
-    if args.save_model:  # ---- plumbing: the weights (torch.load(..., weights_only=True)) and the CADP(D) actor
-        model_path = run.save_model(global_step, envs, dict(agent=agent))
-        actor_path = export_actor(DecentralizedActor(agent), envs, args.hidden_dim, run.run_dir, "q_values")
-        print(f"model saved to {model_path}; decentralized actor exported to {actor_path}")
+    run.report_final(global_step, results)
+    if args.save_model:  # ---- plumbing: the weights (torch.load(..., weights_only=True)), and
+        # CADP(D) deployed: one agent's step with z_i = v_i and no query or key weights, exported by torch.export
+        run.save_model(global_step, envs, dict(agent=agent), agent, outputs="q_values")
     run.close(envs, eval_envs)

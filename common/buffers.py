@@ -1,5 +1,6 @@
-"""The episode replay buffer of cadp_qmix.py and cadp_vdn.py (as CleanRL's dqn.py imports its replay
-buffer): whole episodes, because the agents' GRUs train on sequences."""
+"""The scripts' storage (as CleanRL's dqn.py imports its replay buffer): the episode replay buffer of
+cadp_qmix.py and cadp_vdn.py (whole episodes, because the agents' GRUs train on sequences), and the rollout
+storage of cadp_mappo.py with its cut into recurrent training sequences."""
 
 import numpy as np
 import torch
@@ -99,3 +100,51 @@ class EpisodeBuffer:
         self.size, self.next_index = state["size"], state["next_index"]
         for name in self.fields + ("length",):
             getattr(self, name)[: self.size] = state[name].numpy()
+
+
+def to_chunks(x: torch.Tensor, chunk_length: int) -> torch.Tensor:
+    """(time, envs, ...) -> (time / chunk_length * envs, chunk_length, ...): one row per training sequence."""
+    time_steps, num_envs, *rest = x.shape
+    x = x.reshape(time_steps // chunk_length, chunk_length, num_envs, *rest).transpose(1, 2)
+    return x.reshape(-1, chunk_length, *rest)
+
+
+class RolloutBuffer:
+    """The rollout storage of cadp_mappo.py (as CleanRL's ppo.py keeps its `obs`, `actions`, ... tensors): each
+    field is (time, envs, ...) on the networks' device, and step t holds what the networks saw before action t
+    and what followed it. chunks() cuts it into the recurrent training sequences."""
+
+    def __init__(self, num_steps: int, envs, hidden_dim: int, device):
+        n, float32, long = envs.n_agents, torch.float32, torch.long
+        layout = {  # name: (shape after (time, envs), dtype)
+            "obs": ((n, envs.obs_dim), float32),
+            "state": ((envs.state_dim,), float32),
+            "avail": ((n, envs.n_actions), torch.bool),
+            "hidden": ((n, hidden_dim), float32),  # the GRU state fed into step t
+            "episode_starts": ((), torch.bool),  # True where step t is an episode's first
+            "active": ((n,), float32),  # 1 where the agent is alive at step t (SMAX deaths)
+            "actions": ((n,), long),
+            "log_probs": ((n,), float32),
+            "values": ((n,), float32),  # critic outputs, normalized units
+            "final_values": ((n,), float32),  # V(final state) where an episode ended at step t, return units
+            "rewards": ((), float32),
+            "terminated": ((), torch.bool),
+            "truncated": ((), torch.bool),
+        }
+        self.device = device
+        for name, (shape, dtype) in layout.items():
+            setattr(self, name, torch.zeros(num_steps, envs.num_envs, *shape, dtype=dtype, device=device))
+
+    def add(self, step: int, **values) -> None:
+        """Store each named value (a tensor or an array of the field's (envs, ...) shape) at `step`."""
+        for name, value in values.items():
+            getattr(self, name)[step] = torch.as_tensor(value, device=self.device)
+
+    def chunks(self, chunk_length: int, **extra: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The training sequences, (chunks, chunk_length, ...), of the fields an update reads and of `extra`
+        ((time, envs, ...) tensors such as the advantages); "hidden" is each sequence's initial GRU state."""
+        names = ("obs", "state", "avail", "episode_starts", "active", "actions", "log_probs", "values")
+        chunks = {name: to_chunks(tensor, chunk_length) for name, tensor in extra.items()}
+        chunks.update({name: to_chunks(getattr(self, name), chunk_length) for name in names})
+        chunks["hidden"] = to_chunks(self.hidden, chunk_length)[:, 0]
+        return chunks

@@ -12,7 +12,7 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 def check_flags(args, positive: str = "", non_negative: str = "", fractions: str = "") -> None:
     """fail() on the first flag outside its range, naming it as the command line spells it. Each range
-    lists the Args field names it applies to, separated by spaces."""
+    lists the Args field names it applies to, separated by spaces; a flag left at None is not checked."""
     for names, ok, wanted in (
         (positive, lambda v: v > 0, "> 0"),
         (non_negative, lambda v: v >= 0, ">= 0"),
@@ -20,5 +20,5 @@ def check_flags(args, positive: str = "", non_negative: str = "", fractions: str
     ):
         for name in names.split():
             value = getattr(args, name)
-            if not ok(value):
+            if value is not None and not ok(value):
                 fail(f"--{name.replace('_', '-')} must be {wanted}, got {value}")

@@ -39,12 +39,6 @@ def env_nbytes(env) -> int:
     return max(len(snapshot(env, "") or b"") if env is not None else 0, 64 * 2**10)
 
 
-def memory_check(needs, flags: str):
-    """A size_check for make_vec_env: needs(vec_env, bytes_per_env) -> {what: bytes}; fail() naming the
-    figures and `flags` when their sum exceeds the memory available."""
-    return lambda vec_env, one_env: check_memory(needs(vec_env, env_nbytes(one_env)), flags)
-
-
 def check_memory(needs: dict[str, int], flags: str) -> None:
     """fail() when the estimated needs exceed the memory available, with the figures and the flags to lower."""
     available, total = available_memory(), sum(needs.values())

@@ -8,6 +8,7 @@ loop's counters and its live state (envs, episodes in progress, last observation
 theirs, so a resumed run gets each back under the name it was saved with, never by position.
 """
 
+import copy
 import dataclasses
 import json
 import os
@@ -15,6 +16,7 @@ import pickle
 import random
 import sys
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -30,8 +32,44 @@ from common.checkpoint import (
     set_rng_state,
     snapshot,
 )
-from common.cli import fail
-from common.logger import Progress, make_run_name, make_writer, print_eval_table
+from common.cli import check_flags, fail
+from common.envs import make_vec_env
+from common.logger import Progress, log_confidence_matrix, make_run_name, make_writer, print_eval_table
+from common.memory import check_memory, env_nbytes
+from common.vec_env import EnvError
+
+
+@dataclasses.dataclass
+class RunArgs:
+    """The flags every script has that are not its algorithm's (CleanRL's names where CleanRL has one): seeds,
+    device, logging, checkpoints, resume, evaluation of a saved run. Each script's Args adds its algorithm's."""
+
+    exp_name: str = "cadp"
+    """the name of this experiment (each script's own by default)"""
+    seed: int = 1
+    """seed of the experiment"""
+    torch_deterministic: bool = True
+    """use deterministic torch algorithms"""
+    cuda: bool = False
+    """run the networks on CUDA when available (small nets: the CPU is usually faster)"""
+    torch_threads: int = 1
+    """CPU threads for torch: these small networks run fastest on one, and runs sharing cores don't stall"""
+    track: bool = False
+    """mirror the logs to Weights and Biases (needs `pip install wandb`)"""
+    wandb_project_name: str = "cadp"
+    """the wandb project name"""
+    wandb_entity: str | None = None
+    """the wandb entity (team)"""
+    save_model: bool = False
+    """save the weights and export the decentralized actor to `runs/{run_name}/`"""
+    checkpoint_interval: int = 25_000
+    """environment steps between checkpoints in `runs/{run_name}/checkpoints/` (0 = none)"""
+    keep_checkpoints: int = 3
+    """how many of the latest periodic checkpoints to keep"""
+    resume: str | None = None
+    """continue the run of this checkpoint file or run directory (its latest); flags given override the run's own"""
+    eval_only: str | None = None
+    """only evaluate CADP(C) and CADP(D) of this checkpoint, saved model or run directory (its newest); print a table"""
 
 
 def parse_args(args_class, script: str):
@@ -51,13 +89,15 @@ def parse_args(args_class, script: str):
 
 
 class Run:
-    """One training run's plumbing. `Run(Args, SCRIPT, validate)` parses the flags (with `--resume PATH`: that
+    """One training run's plumbing. `Run(Args, validate)` parses the flags (with `--resume PATH`: that
     run's own flags, overridden by those given; with `--eval-only PATH`: that checkpoint's or model's), checks
     them, seeds Python, NumPy and torch, and picks the device."""
 
-    def __init__(self, args_class, script: str, validate):
-        self.script = script
+    def __init__(self, args_class, validate):
+        # the script's name, for checkpoints: a run resumes and evaluates only with the script that wrote it
+        self.script = script = os.path.basename(sys.modules[args_class.__module__].__file__).removesuffix(".py")
         self.args, self.checkpoint = parse_args(args_class, script)
+        check_flags(self.args, positive="keep_checkpoints torch_threads", non_negative="checkpoint_interval")
         validate(self.args)
         self.resumed = self.args.resume is not None
         if self.resumed and self.checkpoint.get("kind") == "model":
@@ -73,8 +113,32 @@ class Run:
         torch.set_num_threads(args.torch_threads)
         self.device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
         self.writer = self.progress = self._checkpointer = None
+        self.update_seconds, self.timed_updates = 0.0, 0  # the updates' share of the time (benchmarks/speed.py)
 
     # ---- before training ----
+    def make_envs(self, needs, flags: str):
+        """(envs, eval_envs) of --env-id, with the observation features --obs-agent-id and --obs-last-action ask
+        for: --num-envs training envs seeded from --seed, and --eval-episodes eval envs for each of CADP(C) and
+        CADP(D), seeded alike so that both models start the same episodes. Refused up front,
+        naming `flags`, when needs(envs) (the training data: {what: bytes}) and the envs cannot fit in memory;
+        an env that cannot be built stops the run with its one-line error."""
+        args = self.args
+        env_kwargs = dict(agent_id_feature=args.obs_agent_id, last_action_feature=args.obs_last_action)
+
+        def size_check(vec_env, one_env):
+            env_bytes = env_nbytes(one_env) * (args.num_envs + 2 * args.eval_episodes)
+            check_memory({**needs(vec_env), "envs": env_bytes}, flags)
+
+        try:
+            envs = make_vec_env(args.env_id, args.num_envs, args.seed, **env_kwargs, size_check=size_check)
+            eval_envs = {
+                mode: make_vec_env(args.env_id, args.eval_episodes, args.seed + 100_000, **env_kwargs)
+                for mode in ("centralized", "decentralized")
+            }
+        except EnvError as error:
+            fail(str(error))
+        return envs, eval_envs
+
     def restore(self, envs, networks: dict) -> None:
         """Resuming or evaluating: load each network (and optimizer) from the checkpoint entry of its name,
         after checking that the checkpoint is for these envs. A saved model holds networks only; evaluation
@@ -114,9 +178,9 @@ class Run:
         set_rng_state(saved["rng"])
         return {name: saved["counters"][name] for name in counters}, restored
 
-    def start(self, global_step: int, description: str) -> None:
-        """Open the run directory (a resumed run's own), its TensorBoard writer, the progress bar and the
-        checkpointer; from here on SIGINT/SIGTERM write a checkpoint and stop."""
+    def start(self, global_step: int):
+        """Open the run directory (a resumed run's own), its TensorBoard writer (returned), the progress bar and
+        the checkpointer; from here on SIGINT/SIGTERM write a checkpoint and stop."""
         args = self.args
         self.run_dir = (
             self.checkpoint["run_dir"]
@@ -131,7 +195,7 @@ class Run:
             args.wandb_entity,
             purge_step=global_step + 1 if self.resumed else None,
         )
-        self.progress = Progress(args.total_timesteps, description, initial=global_step)
+        self.progress = Progress(args.total_timesteps, f"{args.exp_name} {args.env_id}", initial=global_step)
         self._checkpointer = Checkpointer(
             self.run_dir,
             args.checkpoint_interval,
@@ -141,10 +205,45 @@ class Run:
             resumed_step=global_step if self.resumed else None,
         )
         self.start_time, self.start_step = time.time(), global_step
+        return self.writer
 
     # ---- in the loop ----
     def sps(self, global_step: int) -> int:
         return int((global_step - self.start_step) / max(time.time() - self.start_time, 1e-9))
+
+    def log_episodes(self, info: dict, done: np.ndarray, global_step: int) -> None:
+        """charts/episodic_return, charts/episodic_length (and charts/win_rate) of each episode ended at this step."""
+        for env_index in np.flatnonzero(done):
+            episodic_return = float(info["episode_return"][env_index])
+            self.progress.record_episode(episodic_return)
+            self.writer.add_scalar("charts/episodic_return", episodic_return, global_step)
+            self.writer.add_scalar("charts/episodic_length", info["episode_length"][env_index], global_step)
+            if "win" in info:
+                self.writer.add_scalar("charts/win_rate", float(info["win"][env_index]), global_step)
+
+    def time_updates(self, seconds: float, updates: int) -> None:
+        """Count `seconds` spent on `updates` gradient updates, for charts/update_time_ms."""
+        self.update_seconds, self.timed_updates = self.update_seconds + seconds, self.timed_updates + updates
+
+    def log_speed(self, global_step: int) -> None:
+        """charts/SPS (environment steps per second since the start or the resume) and charts/update_time_ms."""
+        self.writer.add_scalar("charts/SPS", self.sps(global_step), global_step)
+        if self.timed_updates:
+            self.writer.add_scalar(
+                "charts/update_time_ms", 1000 * self.update_seconds / self.timed_updates, global_step
+            )
+
+    def log_eval(self, global_step: int, results: dict) -> None:
+        """evaluate()'s results per model ("centralized", "decentralized"): eval/{mode}_episodic_return (and
+        _win_rate), the confidence heatmap of CADP(C) (whom each agent listens to), and a line above the bar."""
+        for mode, (mean_return, win_rate, confidence) in results.items():
+            self.writer.add_scalar(f"eval/{mode}_episodic_return", mean_return, global_step)
+            if win_rate is not None:
+                self.writer.add_scalar(f"eval/{mode}_win_rate", win_rate, global_step)
+            if confidence is not None:
+                log_confidence_matrix(self.writer, self.run_dir, confidence, global_step)
+        centralized, decentralized = results["centralized"][0], results["decentralized"][0]
+        self.progress.write(f"step {global_step}: eval return CADP(C) {centralized:.3f}, CADP(D) {decentralized:.3f}")
 
     def check_finite(self, global_step: int, **terms) -> None:
         """Stop the run, naming the term and the step, if any loss term (or gradient norm) is NaN or inf."""
@@ -161,14 +260,14 @@ class Run:
         cannot be pickled)."""
         self._checkpointer.save(self._state(global_step, networks, counters, live, extra), global_step)
 
+    def _header(self, kind: str, global_step: int, envs) -> dict:
+        """What a checkpoint and a saved model both start with: what wrote them, for which envs, at which step."""
+        env, args = env_spec(envs), vars(self.args)
+        return {"kind": kind, "script": self.script, "env": env, "args": args, "global_step": global_step}
+
     def _state(self, global_step, networks, counters, live, extra) -> dict:
-        envs = live["envs"]
         return {
-            "kind": "checkpoint",
-            "script": self.script,
-            "env": env_spec(envs),
-            "args": vars(self.args),
-            "global_step": global_step,
+            **self._header("checkpoint", global_step, live["envs"]),
             "counters": {**counters, "global_step": global_step},
             "rng": rng_state(),
             **{name: module.state_dict() for name, module in networks.items()},
@@ -177,22 +276,24 @@ class Run:
         }
 
     # ---- after training ----
-    def save_model(self, global_step: int, envs, networks: dict) -> str:
+    def save_model(self, global_step: int, envs, networks: dict, agent, outputs: str) -> None:
         """--save-model: the networks' weights with the args and env sizes, loadable with
-        `torch.load(path, weights_only=True)` and by `--eval-only path`."""
+        `torch.load(path, weights_only=True)` and by `--eval-only path`, and the agent's CADP(D) exported
+        for deployment (export_actor); prints both paths."""
         path = f"{self.run_dir}/{self.args.exp_name}.cadp_model"
-        save_atomic(
-            {
-                "kind": "model",
-                "script": self.script,
-                "env": env_spec(envs),
-                "args": vars(self.args),
-                "global_step": global_step,
-                **{name: module.state_dict() for name, module in networks.items()},
-            },
-            path,
+        header = self._header("model", global_step, envs)
+        save_atomic({**header, **{name: module.state_dict() for name, module in networks.items()}}, path)
+        actor_path = export_actor(agent, envs, self.args.hidden_dim, self.run_dir, outputs)
+        print(f"model saved to {path}; decentralized actor exported to {actor_path}")
+
+    def report_final(self, global_step: int, results: dict) -> None:
+        """Close the progress bar and print the last evaluation of both models."""
+        self.progress.close()
+        centralized, decentralized = results["centralized"][0], results["decentralized"][0]
+        print(
+            f"final eval after {global_step} steps ({time.time() - self.start_time:.0f} s): "
+            f"CADP(C) return {centralized:.3f}, CADP(D) return {decentralized:.3f}"
         )
-        return path
 
     def close(self, *envs) -> None:
         """Close the envs (a dict's values too), the progress bar and the writer."""
@@ -205,18 +306,40 @@ class Run:
             self.writer.close()
 
 
-def export_actor(actor: torch.nn.Module, envs, hidden_dim: int, run_dir: str, outputs: str) -> str:
-    """Export one step of one agent's actor with torch.export to `run_dir/decentralized_actor.pt2`, and what
-    a deployment needs to drive it (sizes, observation layout, where the action mask comes from) to
-    decentralized_actor.json. `outputs`: what the actor returns first ("q_values" or "logits")."""
-    actor = actor.cpu().eval()
+class DecentralizedActor(torch.nn.Module):
+    """CADP(D) for deployment: one step of ONE agent of a script's CADPAgent with z_i = v_i, so that each agent
+    runs alone on its own device (the agents share these weights; an agent's id is part of its observation, as
+    decentralized_actor.json's layout says). The copy holds no query or key weights: after pruning, an
+    agent's action depends on its own observation alone."""
+
+    def __init__(self, agent: torch.nn.Module):
+        super().__init__()
+        self.agent = copy.deepcopy(agent).cpu().eval()
+        if self.agent.advice is not None:
+            del self.agent.advice.query, self.agent.advice.key  # CADP(D) never computes the confidence c_i
+
+    def forward(self, obs: torch.Tensor, hidden: torch.Tensor, avail: torch.Tensor):
+        """obs (batch, obs_dim), hidden (batch, hidden_dim), avail (batch, actions) bool -> Q-values or logits
+        (batch, actions), -inf where unavailable, and the new hidden state (batch, hidden_dim)."""
+        out, new_hidden, _ = self.agent(obs[:, None, None], hidden[:, None], decentralized=True)
+        return out[:, 0, 0].masked_fill(~avail, -torch.inf), new_hidden[:, 0]
+
+
+def export_actor(agent: torch.nn.Module, envs, hidden_dim: int, run_dir: str, outputs: str) -> str:
+    """Export one step of one agent's CADP(D) (DecentralizedActor) with torch.export to
+    `run_dir/decentralized_actor.pt2`, and what a deployment needs to drive it (sizes, observation layout,
+    where the action mask comes from) to decentralized_actor.json. `outputs`: what the agent returns first
+    ("q_values" or "logits")."""
+    actor = DecentralizedActor(agent)
     example = (
         torch.zeros(2, envs.obs_dim),
         torch.zeros(2, hidden_dim),
         torch.ones(2, envs.n_actions, dtype=torch.bool),
     )
     batch = torch.export.Dim("batch")
-    program = torch.export.export(actor, example, dynamic_shapes=({0: batch}, {0: batch}, {0: batch}))
+    with warnings.catch_warnings():  # nn.GRU re-flattens its weights while traced: harmless, nothing is assigned
+        warnings.filterwarnings("ignore", message=".*_flat_weights.*were assigned during export")
+        program = torch.export.export(actor, example, dynamic_shapes=({0: batch}, {0: batch}, {0: batch}))
     path = os.path.join(run_dir, "decentralized_actor.pt2")
     torch.export.save(program, path)
     spec = {

@@ -11,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cadp_mappo
-from cadp_mappo import ValueNormalizer, compute_gae, masked_policy, ppo_policy_loss, to_chunks, value_loss
+from cadp_mappo import ValueNormalizer, compute_gae, masked_policy, ppo_policy_loss, value_loss
+from common.buffers import to_chunks
 
 
 def make_agent(obs_dim=7, n_actions=4, seed=0, **overrides):

@@ -17,6 +17,7 @@ import cadp_mappo
 import cadp_qmix
 import cadp_vdn
 from cadp_qmix import AdviceAttention, Args, QMixer, prune_coef_at, pruning_loss
+from common.run import DecentralizedActor
 
 SCRIPTS = list(MODULES.values())
 PLACEMENTS = ["post-gru", "gru-input"]
@@ -245,7 +246,7 @@ def test_vdn_mixer_is_the_sum_of_the_chosen_agent_q_values():
 @pytest.mark.parametrize("advice", [True, False])
 def test_decentralized_actor_steps_like_the_decentralized_agent(module, placement, advice):
     network = make_agent(module, seed=3, advice_placement=placement, advice=advice)
-    actor = module.DecentralizedActor(network)
+    actor = DecentralizedActor(network)
     assert not any("query" in name or "key" in name for name, _ in actor.named_parameters())
     obs = torch.randn(2, 5, 3, 7)  # (batch, time, agents, obs)
     avail = torch.ones(2, 3, 4, dtype=torch.bool)
@@ -294,10 +295,9 @@ def test_the_pieces_meant_to_be_identical_in_the_scripts_are():
         return inspect.getsource(getattr(module, name))
 
     for name in ("AdviceAttention", "pruning_loss", "prune_coef_at"):
-        assert source(cadp_qmix, name) == source(cadp_vdn, name) == source(cadp_mappo, name), name
+        assert source(cadp_qmix, name) == source(cadp_vdn, name) == source(cadp_mappo, name)
     for name in (
         "CADPAgent",
-        "DecentralizedActor",
         "evaluate",
         "select_actions",
         "exploration_duration",

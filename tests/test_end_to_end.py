@@ -39,7 +39,11 @@ PPO_TAGS = {
     "losses/clipfrac",
     "losses/explained_variance",
 }
-SCRIPT_TAGS = {"cadp_qmix": Q_LEARNING_TAGS, "cadp_vdn": Q_LEARNING_TAGS, "cadp_mappo": PPO_TAGS}
+SCRIPT_TAGS = {
+    "cadp_qmix": Q_LEARNING_TAGS,
+    "cadp_vdn": Q_LEARNING_TAGS,
+    "cadp_mappo": PPO_TAGS,
+}
 
 
 # what a deployment machine runs: the exported actor with torch alone (sys.argv: site, actor, inputs, outputs)
@@ -47,7 +51,8 @@ DEPLOYED = """
 import sys
 sys.path.append(sys.argv[1])
 import importlib.util
-present = [m for m in ("numpy", "gymnasium", "pettingzoo", "tyro", "common", "cadp_qmix", "cadp_vdn", "cadp_mappo")
+present = [m for m in ("numpy", "gymnasium", "pettingzoo", "tyro", "common", "cadp_qmix", "cadp_vdn", "cadp_qplex",
+           "cadp_mappo")
            if importlib.util.find_spec(m)]
 assert not present, f"importable on the deployment side: {present}"
 import torch
@@ -198,7 +203,7 @@ def test_readme_deployment_example_plays_real_lbf_episodes_as_the_scripts_own_ev
     torch.manual_seed(2)  # untrained weights that collect some food
     agent = module.CADPAgent(eval_envs.obs_dim, eval_envs.n_actions, args)
     outputs = "logits" if module is cadp_mappo else "q_values"
-    export_actor(module.DecentralizedActor(agent), eval_envs, args.hidden_dim, str(tmp_path), outputs)
+    export_actor(agent, eval_envs, args.hidden_dim, str(tmp_path), outputs)
     greedy = (True,) if module is cadp_mappo else ()
     expected = module.evaluate(agent, eval_envs, args.hidden_dim, "cpu", True, *greedy)[0]
     eval_envs.close()
