@@ -74,18 +74,22 @@ SMOKE = Budget(total_timesteps=200, eval_interval=100, eval_episodes=2, flags=("
 BUDGETS: dict[tuple[str, str], Budget] = {
     ("cadp_qmix", "lbforaging"): Q_LEARNING,
     ("cadp_vdn", "lbforaging"): Q_LEARNING,
+    ("cadp_qplex", "lbforaging"): Q_LEARNING,
     ("cadp_mappo", "lbforaging"): PPO_LBF,
     ("cadp_qmix", "rware"): RWARE_Q_LEARNING,
     ("cadp_vdn", "rware"): RWARE_Q_LEARNING,
+    ("cadp_qplex", "rware"): RWARE_Q_LEARNING,
     ("cadp_mappo", "rware"): RWARE_PPO,
     ("cadp_qmix", "mpe2"): Q_LEARNING,
     ("cadp_vdn", "mpe2"): Q_LEARNING,
+    ("cadp_qplex", "mpe2"): Q_LEARNING,
     ("cadp_mappo", "mpe2"): PPO,
     ("cadp_qmix", "matrix"): SMOKE,
     ("cadp_vdn", "matrix"): SMOKE,
+    ("cadp_qplex", "matrix"): SMOKE,
     ("cadp_mappo", "matrix"): replace(SMOKE, flags=SMOKE.flags + ("--num-steps", "10")),
 }
-SCRIPTS = ("cadp_qmix", "cadp_vdn", "cadp_mappo")
+SCRIPTS = ("cadp_qmix", "cadp_vdn", "cadp_mappo")  # the lbf, rware and mpe studies' (cadp_qplex has its own)
 PEER_COUNTERPART = {"qmix": "cadp_qmix", "vdn": "cadp_vdn", "mappo": "cadp_mappo"}
 
 # The ablation's budgets, from single-seed pilots of the advice-off QMIX (pymarl's RNN agent): on the LBF
@@ -181,6 +185,10 @@ STUDIES: dict[str, Study] = {
     "lbf": Study(
         env_ids=("lbforaging:Foraging-8x8-2p-3f-v3", "lbforaging:Foraging-2s-8x8-2p-3f-v3"), peers=("qmix", "mappo")
     ),
+    # cadp_qplex.py on the lbf study's two tasks, with the same budgets (its own study: the lbf one is committed)
+    "qplex": Study(
+        env_ids=("lbforaging:Foraging-8x8-2p-3f-v3", "lbforaging:Foraging-2s-8x8-2p-3f-v3"), scripts=("cadp_qplex",)
+    ),
     "rware": Study(env_ids=("rware:rware-tiny-2ag-v2",)),
     "mpe": Study(env_ids=("mpe2:simple_spread_v3",)),
     "smoke": Study(env_ids=("matrix:two_step",), seeds=(1,)),  # seconds per job: for tests
@@ -218,6 +226,8 @@ STUDIES: dict[str, Study] = {
 ROUGH_SPS = {
     "cadp_qmix": 800,
     "cadp_vdn": 800,
+    "cadp_qplex": 700,
+    "qplex": 1_100,
     "cadp_mappo": 3_100,
     "qmix": 1_300,
     "vdn": 1_300,

@@ -48,10 +48,22 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from common.envs import make_vec_env  # noqa: E402
 
 DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice on this machine, read before anything sets it
-ALGOS = ("qmix", "vdn", "mappo")
+ALGOS = ("qmix", "vdn", "qplex", "mappo")
 # the peer's (EPyMARL) hyperparameters, as our flags; everything not listed is already our default
 SAME_WORK_FLAGS = {
     "qmix": [
+        "--batch-size",
+        "32",
+        "--buffer-size",
+        "5000",
+        "--learning-rate",
+        "5e-4",
+        "--hidden-dim",
+        "64",
+        "--target-network-frequency",
+        "200",
+    ],
+    "qplex": [
         "--batch-size",
         "32",
         "--buffer-size",
@@ -202,9 +214,22 @@ def minimal_update_ms(algo: str, advice: bool, env_id: str, threads: int, repeat
                 loss.backward()
                 optimizer.step()
     else:
-        mixer_class = module.QMixer if algo == "qmix" else module.VDNMixer
-        mixer_args = (n_agents, state_dim, args.mixing_embed_dim, args.hypernet_embed_dim) if algo == "qmix" else ()
-        mixer, target_mixer = mixer_class(*mixer_args), mixer_class(*mixer_args)
+        if algo == "qplex":
+            onehot = torch.nn.functional.one_hot(torch.randint(0, n_actions, (32, steps, n_agents)), n_actions).float()
+
+            class QPLEXWithInputs(torch.nn.Module):  # the mixer's other inputs (V_i, joint action, obs) held fixed
+                def __init__(self):
+                    super().__init__()
+                    self.mixer = module.QPLEXMixer(n_agents, state_dim, obs_dim, n_actions, args)
+
+                def forward(self, agent_qs, s):
+                    return self.mixer(agent_qs, agent_qs.detach() + 1.0, s, obs[:, 1:], onehot)[0]
+
+            mixer, target_mixer = QPLEXWithInputs(), QPLEXWithInputs()
+        else:
+            mixer_class = module.QMixer if algo == "qmix" else module.VDNMixer
+            mixer_args = (n_agents, state_dim, args.mixing_embed_dim, args.hypernet_embed_dim) if algo == "qmix" else ()
+            mixer, target_mixer = mixer_class(*mixer_args), mixer_class(*mixer_args)
         target_agent = module.CADPAgent(obs_dim, n_actions, args)
         parameters = list(agent.parameters()) + list(mixer.parameters())
         optimizer = torch.optim.Adam(parameters, lr=5e-4)
@@ -357,7 +382,7 @@ def main() -> None:
                         "minimal_update_ms": minimal,
                     }
                 )
-            if args.peers:
+            if args.peers and algo in peer.SPEED_ALGOS:
                 print(f"pymarlzooplus {algo}, {threads} thread(s), {args.env_steps} steps", flush=True)
                 result = peer.measure_speed(algo, args.env_id, args.env_steps, threads)
                 rows.append(

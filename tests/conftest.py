@@ -11,13 +11,14 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = ["cadp_qmix", "cadp_vdn", "cadp_mappo"]
+SCRIPTS = ["cadp_qmix", "cadp_vdn", "cadp_qplex", "cadp_mappo"]
 MODULES = {name: importlib.import_module(name) for name in SCRIPTS}
 LBF_ID = "lbforaging:Foraging-8x8-2p-3f-v3"  # the scripts' default env
 # flags that keep each script's run tiny; the values are not tuned, only small
 TINY = {
     "cadp_qmix": ["--batch-size", "2", "--buffer-size", "64"],
     "cadp_vdn": ["--batch-size", "2", "--buffer-size", "64"],
+    "cadp_qplex": ["--batch-size", "2", "--buffer-size", "64"],
     "cadp_mappo": ["--num-steps", "10"],
 }
 

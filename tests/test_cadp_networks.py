@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import cadp_mappo
 import cadp_qmix
+import cadp_qplex
 import cadp_vdn
 from cadp_qmix import AdviceAttention, Args, QMixer, prune_coef_at, pruning_loss
 from common.run import DecentralizedActor
@@ -94,7 +95,7 @@ def parameter_shapes(module: torch.nn.Module) -> list[tuple[int, ...]]:
     return [tuple(p.shape) for p in module.parameters()]
 
 
-@pytest.mark.parametrize("module", [cadp_qmix, cadp_vdn])
+@pytest.mark.parametrize("module", [cadp_qmix, cadp_vdn, cadp_qplex])
 def test_advice_off_post_gru_is_pymarls_rnn_agent(module):
     """fc1 -> ReLU -> GRU -> linear Q-head, and nothing else: the QMIX/VDN agent users know."""
     network = make_agent(module, advice=False, advice_placement="post-gru")
@@ -213,7 +214,7 @@ def test_prune_coef_schedule():
     assert prune_coef_at(1000, never) == 0.0 and prune_coef_at(1008, never) == 0.0
 
 
-@pytest.mark.parametrize("module", [cadp_qmix, cadp_vdn])
+@pytest.mark.parametrize("module", [cadp_qmix, cadp_vdn, cadp_qplex])
 def test_exploration_steps_override_the_fraction(module):
     args = module.Args(total_timesteps=1_000_000, exploration_fraction=0.2)
     assert module.exploration_duration(args) == 200_000
@@ -295,11 +296,11 @@ def test_the_pieces_meant_to_be_identical_in_the_scripts_are():
         return inspect.getsource(getattr(module, name))
 
     for name in ("AdviceAttention", "pruning_loss", "prune_coef_at"):
-        assert source(cadp_qmix, name) == source(cadp_vdn, name) == source(cadp_mappo, name)
+        assert source(cadp_qmix, name) == source(cadp_vdn, name) == source(cadp_qplex, name) == source(cadp_mappo, name)
     for name in (
         "CADPAgent",
         "evaluate",
         "select_actions",
         "exploration_duration",
     ):
-        assert source(cadp_qmix, name) == source(cadp_vdn, name), name
+        assert source(cadp_qmix, name) == source(cadp_vdn, name) == source(cadp_qplex, name), name

@@ -16,7 +16,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import cadp_mappo
 
 SMALL = ["--hidden-dim", "16"]
-CHECKPOINT_AGENT_KEY = {"cadp_qmix": "agent", "cadp_vdn": "agent", "cadp_mappo": "actor"}
+CHECKPOINT_AGENT_KEY = {"cadp_qmix": "agent", "cadp_vdn": "agent", "cadp_qplex": "agent", "cadp_mappo": "actor"}
 COMMON_TAGS = {
     "charts/episodic_return",
     "charts/episodic_length",
@@ -42,6 +42,7 @@ PPO_TAGS = {
 SCRIPT_TAGS = {
     "cadp_qmix": Q_LEARNING_TAGS,
     "cadp_vdn": Q_LEARNING_TAGS,
+    "cadp_qplex": Q_LEARNING_TAGS | {"losses/attention_reg"},
     "cadp_mappo": PPO_TAGS,
 }
 

@@ -74,6 +74,12 @@ RUN = {  # (flags, total steps, the checkpoint the killed run resumes from)
         + ["--total-timesteps", "3000", "--eval-interval", "1000", "--checkpoint-interval", "1000"],
         1000,
     ),
+    "cadp_qplex": (
+        LBF
+        + TINY["cadp_qplex"]
+        + ["--total-timesteps", "3000", "--eval-interval", "1000", "--checkpoint-interval", "1000"],
+        1000,
+    ),
     "cadp_mappo": (
         LBF
         + TINY["cadp_mappo"]
@@ -250,6 +256,8 @@ SCRIPT_BAD_FLAGS = [
     ("cadp_qmix", ["--mixing-embed-dim", "0"], "--mixing-embed-dim must be > 0"),
     ("cadp_qmix", ["--buffer-size", "100000000"], "replay buffer"),
     ("cadp_vdn", ["--num-envs", "100000000"], "lower --buffer-size, --num-envs or --eval-episodes"),
+    ("cadp_qplex", ["--qplex-kernels", "0"], "--qplex-kernels must be > 0"),
+    ("cadp_qplex", ["--attend-reg-coef", "-1"], "--attend-reg-coef must be >= 0"),
     ("cadp_mappo", ["--num-steps", "15"], "--num-steps must be a multiple of --chunk-length"),
     ("cadp_mappo", ["--num-minibatches", "0"], "--num-minibatches must be > 0"),
     ("cadp_mappo", ["--num-envs", "100000000"], "rollout and update"),
