@@ -313,6 +313,7 @@ SMAX_TINY = {
         "16",
     ],
 }
+SMAX_TINY["cadp_qplex"] = SMAX_TINY["cadp_qmix"]
 
 
 @needs_smax
