@@ -410,7 +410,7 @@ if __name__ == "__main__":
 
     run.restore(envs, networks)  # ---- plumbing: a resumed or evaluated run's weights
     if args.eval_only:  # ---- plumbing: only evaluate the given checkpoint or model, then stop
-        run.report_eval_only(evaluate_c_and_d(), "greedy" if args.eval_greedy else "sampled")
+        run.report_eval_only(evaluate_c_and_d(), eval_envs, "greedy" if args.eval_greedy else "sampled")
 
     rb = RolloutBuffer(args.num_steps, envs, hidden_dim, device)  # (time, envs, ...) tensors, as CleanRL's storage
 
@@ -423,7 +423,7 @@ if __name__ == "__main__":
     active = torch.ones(args.num_envs, n_agents, device=device)  # every agent is in a fresh episode
 
     # ---- plumbing: a resumed run continues exactly where its checkpoint left off, at the end of a rollout
-    live = dict(envs=envs, eval_envs=eval_envs, obs=obs, state=state, avail=avail, hidden=hidden, active=active)
+    live = dict(envs=envs, obs=obs, state=state, avail=avail, hidden=hidden, active=active)
     live["episode_start"] = episode_start
     complete = lambda saved: saved["iteration"] >= num_iterations  # noqa: E731
     counters, live = run.resume(dict(iteration=0, next_eval=0, global_step=0), live, complete)
@@ -431,7 +431,7 @@ if __name__ == "__main__":
     if run.resumed and live is None:  # the envs could not be pickled: new episodes from a new seed
         obs, state, avail = as_tensors(*envs.reset(seed=args.seed + global_step))
     elif run.resumed:
-        envs, eval_envs, obs, state, avail = live["envs"], live["eval_envs"], live["obs"], live["state"], live["avail"]
+        envs, obs, state, avail = live["envs"], live["obs"], live["state"], live["avail"]
         hidden, episode_start, active = live["hidden"], live["episode_start"], live["active"]
     writer = run.start(global_step)
 
@@ -533,11 +533,11 @@ if __name__ == "__main__":
         if global_step >= next_eval or iteration == num_iterations:
             next_eval += args.eval_interval
             results = evaluate_c_and_d()
-            run.log_eval(global_step, results)  # eval/ returns, win rates and CADP(C)'s confidence heatmap
+            run.log_eval(global_step, results, eval_envs)  # eval/: returns, win rates, C's heatmap (and videos)
         run.progress.update(global_step, prune_coef=prune_coef)
         # ---- plumbing: every --checkpoint-interval steps and on SIGINT/SIGTERM (then exits): what a resume needs
         if run.checkpoint_due(global_step):
-            live = dict(envs=envs, eval_envs=eval_envs, obs=obs, state=state, avail=avail, hidden=hidden, active=active)
+            live = dict(envs=envs, obs=obs, state=state, avail=avail, hidden=hidden, active=active)
             live["episode_start"] = episode_start
             run.save_checkpoint(global_step, networks, dict(iteration=iteration, next_eval=next_eval), live)
 

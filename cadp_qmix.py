@@ -338,14 +338,15 @@ if __name__ == "__main__":
 
     run.restore(envs, networks)  # ---- plumbing: a resumed or evaluated run's weights
     if args.eval_only:  # ---- plumbing: only evaluate the given checkpoint or model, then stop
-        run.report_eval_only(evaluate_c_and_d())
+        run.report_eval_only(evaluate_c_and_d(), eval_envs)
     rb = EpisodeBuffer(args.buffer_size, envs, args.num_envs)
     obs, state, avail = envs.reset()
     hidden = torch.zeros(args.num_envs, envs.n_agents, args.hidden_dim, device=device)
 
     # ---- plumbing: a resumed run continues exactly where its checkpoint left off (docs/runs.md: Long runs)
-    # the envs and their episodes so far, and what the next step starts from
-    live = dict(envs=envs, eval_envs=eval_envs, episodes=rb.current, obs=obs, state=state, avail=avail, hidden=hidden)
+    # the training envs and their episodes so far, and what the next step starts from (not the eval envs: every
+    # evaluation replays the episodes of their seed)
+    live = dict(envs=envs, episodes=rb.current, obs=obs, state=state, avail=avail, hidden=hidden)
     counters, live = run.resume(dict(updates=0, next_eval=0, global_step=0), live)
     updates, next_eval, global_step = counters["updates"], counters["next_eval"], counters["global_step"]
     if run.resumed:
@@ -353,7 +354,7 @@ if __name__ == "__main__":
         if live is None:  # the envs could not be pickled: new episodes from a new seed
             obs, state, avail = envs.reset(seed=args.seed + global_step)
         else:
-            envs, eval_envs, rb.current = live["envs"], live["eval_envs"], live["episodes"]
+            envs, rb.current = live["envs"], live["episodes"]
             obs, state, avail, hidden = live["obs"], live["state"], live["avail"], live["hidden"]
     writer = run.start(global_step)
 
@@ -429,11 +430,11 @@ if __name__ == "__main__":
         if global_step >= next_eval or global_step >= args.total_timesteps:
             next_eval += args.eval_interval
             results = evaluate_c_and_d()
-            run.log_eval(global_step, results)  # eval/ returns, win rates and CADP(C)'s confidence heatmap
+            run.log_eval(global_step, results, eval_envs)  # eval/: returns, win rates, C's heatmap (and videos)
         run.progress.update(global_step, epsilon=epsilon)
         # ---- plumbing: every --checkpoint-interval steps and on SIGINT/SIGTERM (then exits): what a resume needs
         if run.checkpoint_due(global_step):
-            live = dict(envs=envs, eval_envs=eval_envs, episodes=rb.current, obs=obs, state=state, avail=avail)
+            live = dict(envs=envs, episodes=rb.current, obs=obs, state=state, avail=avail)
             live["hidden"], counters = hidden, dict(updates=updates, next_eval=next_eval)
             buffer = rb.state_dict(args.checkpoint_buffer_max_mb << 20)
             run.save_checkpoint(global_step, networks, counters, live, buffer=buffer)

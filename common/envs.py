@@ -21,6 +21,7 @@ Every adapter is a ``MultiAgentEnv``::
     step(actions (n_agents,) int) -> obs, state, avail, reward: float, terminated: bool,
                                      truncated: bool, info: dict ({"win": bool} when has_win)
     close()
+    render() -> (H, W, 3) uint8: the current step, drawn headless (made with make_env(render=True))
 
 * reward is the TEAM reward: the sum of the agents' rewards (a shared scalar is used as is).
 * terminated means a true end (no bootstrapping); truncated means a time-limit end (bootstrap).
@@ -40,7 +41,8 @@ Every adapter is a ``MultiAgentEnv``::
   the one-step games; 1, 2A, 2B for two_step); after the last step it is all zeros.
 
 ``VecMultiAgentEnv(env_id, num_envs, seed, agent_id_feature=False, last_action_feature=False,
-env_kwargs=None)`` (env_kwargs: passed to make_env, i.e. the env's constructor) steps a plain list
+env_kwargs=None, size_check=None, capture_video=False)`` (env_kwargs: passed to make_env, i.e. the env's
+constructor) steps a plain list
 of such envs with batched arrays (E envs, N agents, A actions)::
 
     num_envs, n_agents, n_actions, state_dim, episode_limit, has_win, action_mask, env_obs_dim,
@@ -62,6 +64,8 @@ of such envs with batched arrays (E envs, N agents, A actions)::
 * The last-action one-hot is the action each agent took at the previous step: zeros at the
   first step of an episode; final_obs carries the actions just taken.
 * Unavailable actions raise ValueError (LBF would silently turn them into no-ops).
+* capture_video (--capture-video): frames holds env 0's first episode since the last reset(), a frame
+  per step from the reset to the episode's last step (render_fps: the env's own frame rate).
 
 Problems with an env id raise ``EnvError`` (a ValueError) whose message says what was asked,
 what exists and what to install.
@@ -85,6 +89,7 @@ from gymnasium import spaces
 from gymnasium.utils.ezpickle import EzPickle
 
 from common.vec_env import EnvError, VecEnv, checked_actions, feature_layout  # noqa: F401 (EnvError, VecEnv: re-exported)
+from common.video import draw_lbf, draw_rware
 
 DEFAULT_EPISODE_LIMIT = 1000  # for envs that expose no step limit of their own
 
@@ -119,6 +124,13 @@ class MultiAgentEnv:
 
     def close(self) -> None:
         pass
+
+    # --capture-video: built by make_env(render=True), an adapter draws its env's current step
+    render_fps: int = 5
+
+    def render(self) -> np.ndarray:
+        """The env's current step as an RGB frame (H, W, 3) uint8, drawn headless."""
+        raise NotImplementedError
 
     # a checkpoint pickles the envs mid-episode, and a resumed run must continue that very episode
     # (all attributes in one pickle: the suite's env and references into it, e.g. `unwrapped`, stay one object)
@@ -258,6 +270,9 @@ class GymnasiumEnv(MultiAgentEnv):
         reward = float(sum(rewards)) if isinstance(rewards, (list, tuple)) else float(np.sum(rewards))
         return obs, obs.reshape(-1).copy(), self._avail(), reward, terminated, truncated, {}
 
+    def render(self):
+        return self.env.render()  # made with render_mode="rgb_array"
+
     def close(self):
         self.env.close()
 
@@ -295,6 +310,9 @@ class LBFEnv(GymnasiumEnv):
         env = self.unwrapped
         return env.current_step >= env._max_episode_steps and env.field.sum() > 0
 
+    def render(self):
+        return draw_lbf(self.unwrapped)  # LBF's own renderer needs a window (pyglet)
+
 
 class RWAREEnv(GymnasiumEnv):
     """RWARE never reaches a true terminal state: both of its ends (max_steps and the
@@ -302,6 +320,9 @@ class RWAREEnv(GymnasiumEnv):
 
     def _hit_time_limit(self):
         return True
+
+    def render(self):
+        return draw_rware(self.unwrapped)  # RWARE's own renderer needs a window (pyglet)
 
 
 # PettingZoo parallel envs (mpe2, pettingzoo.sisl, ...)
@@ -361,6 +382,9 @@ class PettingZooEnv(MultiAgentEnv):
         obs = self._pad_obs(per_agent)
         active = np.array([agent is not None for agent in per_agent])
         return (obs, self._state(obs), avail, float(sum(rewards.values())), terminated, truncated, {"active": active})
+
+    def render(self):
+        return self.env.render()  # made with render_mode="rgb_array"
 
     def close(self):
         self.env.close()
@@ -468,16 +492,26 @@ def _import(module_name: str, env_id: str):
         raise EnvError(f"{env_id}: cannot import {module_name!r}: {e}") from None
 
 
+def _entry_module(spec) -> str:
+    """The top-level package of a registered gymnasium id's entry point."""
+    entry = spec.entry_point
+    if not isinstance(entry, str):  # a callable entry point
+        entry = getattr(entry, "__module__", "")
+    return entry.split(":")[0].split(".")[0]
+
+
 def _gymnasium_ids(module_name: str) -> list[str]:
     """Registered gymnasium ids whose entry point lives in the module's package."""
-    top, ids = module_name.split(".")[0], []
-    for env_id, spec in gymnasium.registry.items():
-        entry = spec.entry_point
-        if not isinstance(entry, str):  # a callable entry point
-            entry = getattr(entry, "__module__", "")
-        if entry.split(":")[0].split(".")[0] == top:
-            ids.append(env_id)
-    return ids
+    top = module_name.split(".")[0]
+    return [env_id for env_id, spec in gymnasium.registry.items() if _entry_module(spec) == top]
+
+
+def _with_fps(adapter: MultiAgentEnv, env) -> MultiAgentEnv:
+    """The adapter, with its env's own frame rate (metadata render_fps) for --capture-video."""
+    fps = (getattr(env, "metadata", None) or {}).get("render_fps")
+    if isinstance(fps, (int, float)) and fps > 0:
+        adapter.render_fps = int(fps)
+    return adapter
 
 
 def _pettingzoo_names(module) -> list[str]:
@@ -485,25 +519,39 @@ def _pettingzoo_names(module) -> list[str]:
     return sorted(n for n in names if re.fullmatch(r"[a-z][a-z0-9_]*_v\d+", n))
 
 
-def make_env(env_id: str, seed: int | None = None, **env_kwargs) -> MultiAgentEnv:
+_CANNOT_RENDER = (
+    "drop --capture-video (it records LBF, RWARE, SMAX and PettingZoo envs that render rgb_array, e.g. mpe2)"
+)
+
+
+def make_env(env_id: str, seed: int | None = None, render: bool = False, **env_kwargs) -> MultiAgentEnv:
     """The adapter for `module:Id`. seed applies to the first reset() that gets no seed;
-    env_kwargs go to the env's constructor (gymnasium.make / parallel_env)."""
+    env_kwargs go to the env's constructor (gymnasium.make / parallel_env). render: the adapter's
+    render() draws the current step (--capture-video); an env that cannot draw itself raises EnvError."""
     module_name, _, name = env_id.partition(":")
     if not module_name or not name:
         raise EnvError(
             f"env id {env_id!r} must look like 'module:Id' (the module to import, then the env), e.g. {_ID_EXAMPLES}"
         )
     if module_name == "matrix":
+        if render:
+            raise EnvError(f"{env_id}: a matrix game has no picture to draw; {_CANNOT_RENDER}")
         return MatrixGameEnv(name)
     if module_name == "smax":  # batched JAX code: no single-env adapter (nor a pip package "smax")
         raise EnvError(f"{env_id}: SMAX maps are vectorised envs only: make_vec_env({env_id!r}, ...)")
     module = _import(module_name, env_id)
     if name in gymnasium.registry:
+        # LBF and RWARE are drawn by common/video.py; other gymnasium envs must draw themselves
+        own_drawing = _entry_module(gymnasium.registry[name]) in ("lbforaging", "rware")
+        if render and not own_drawing:
+            env_kwargs.setdefault("render_mode", "rgb_array")
         env = gymnasium.make(name, disable_env_checker=True, **env_kwargs)
         family = type(env.unwrapped).__module__.split(".")[0]
         adapter = {"lbforaging": LBFEnv, "rware": RWAREEnv}.get(family, GymnasiumEnv)
         try:
-            return adapter(env, env_id, seed)
+            if render and not own_drawing and "rgb_array" not in env.metadata.get("render_modes", []):
+                raise EnvError(f"{env_id} cannot draw itself (no rgb_array render mode); {_CANNOT_RENDER}")
+            return _with_fps(adapter(env, env_id, seed), env)
         except EnvError:
             env.close()
             raise
@@ -543,9 +591,13 @@ def make_env(env_id: str, seed: int | None = None, **env_kwargs) -> MultiAgentEn
         params = {}
     if "continuous_actions" in params:  # mpe2 can be continuous; CADP needs discrete actions
         env_kwargs.setdefault("continuous_actions", False)
+    if render:
+        env_kwargs.setdefault("render_mode", "rgb_array")
     env = env_module.parallel_env(**env_kwargs)
     try:
-        return PettingZooEnv(env, env_id, seed)
+        if render and "rgb_array" not in env.metadata.get("render_modes", []):
+            raise EnvError(f"{env_id} cannot draw itself (no rgb_array render mode); {_CANNOT_RENDER}")
+        return _with_fps(PettingZooEnv(env, env_id, seed), env)
     except EnvError:
         env.close()
         raise
@@ -557,6 +609,9 @@ class VecMultiAgentEnv:
     reward lists, and their next-step autoreset inserts a dummy transition). The module
     docstring describes seeding, auto-reset and the info keys."""
 
+    # --capture-video; class defaults, which checkpoints of older versions rely on
+    capture_video, render_fps, frames, _capturing = False, 5, (), False
+
     def __init__(
         self,
         env_id: str,
@@ -566,14 +621,17 @@ class VecMultiAgentEnv:
         last_action_feature: bool = False,
         env_kwargs: dict | None = None,
         size_check=None,
+        capture_video: bool = False,
     ):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        first = make_env(env_id, **(env_kwargs or {}))
+        first = make_env(env_id, render=capture_video, **(env_kwargs or {}))
         self.env_id, self.num_envs, self.seed = env_id, num_envs, seed
         self.n_agents, self.n_actions, self.state_dim = first.n_agents, first.n_actions, first.state_dim
         self.episode_limit, self.has_win, self.env_obs_dim = first.episode_limit, first.has_win, first.obs_dim
         self.action_mask = first.action_mask
+        # --capture-video: frames of env 0's first episode after each reset() (it alone draws)
+        self.capture_video, self.render_fps, self.frames, self._capturing = capture_video, first.render_fps, [], False
         n, a = self.n_agents, self.n_actions
 
         self.obs_layout = feature_layout(self.env_obs_dim, n, a, agent_id_feature, last_action_feature)
@@ -611,6 +669,8 @@ class VecMultiAgentEnv:
         for e in range(self.num_envs):
             self._write_reset(e, None if seed is None else seed + e)
         self._seeded = self._ready = True
+        if self.capture_video:
+            self.frames, self._capturing = [self.envs[0].render()], True
         return self._obs.copy(), self._state.copy(), self._avail.copy()
 
     def step(self, actions: np.ndarray):
@@ -636,6 +696,9 @@ class VecMultiAgentEnv:
             self._obs[:, :, self._last_action :] = 0.0
             self._obs[self._rows, self._cols, self._last_action + actions] = 1.0
         self._length += 1
+        if self._capturing:  # drawn before a reset below starts env 0's next episode
+            self.frames.append(self.envs[0].render())
+            self._capturing = not (terminated[0] or truncated[0])
 
         info = {"final_obs": self._obs.copy(), "final_state": self._state.copy(), "final_avail": self._avail.copy()}
         episode_return = np.zeros(self.num_envs, np.float32)
@@ -661,15 +724,18 @@ def make_vec_env(
     last_action_feature: bool = False,
     env_kwargs: dict | None = None,
     size_check=None,
+    capture_video: bool = False,
 ) -> VecEnv:
     """The vectorised env for an id: what the training scripts call (same arguments as
     VecMultiAgentEnv, which it returns for every family but SMAX: ``smax:<map>`` ids get
     common.smax.SMAXVecEnv, the same interface with all envs stepped in one JAX call).
     size_check(vec_env, one_env), if given, is called once the sizes are known and before the envs
     but one are built (SMAX: before any env state exists; one_env is None), e.g. to refuse a run that
-    cannot fit in memory."""
+    cannot fit in memory. capture_video: keep the frames of env 0's first episode after each reset() in .frames
+    (raises EnvError for an env that cannot draw itself)."""
+    args = env_id, num_envs, seed, agent_id_feature, last_action_feature, env_kwargs, size_check, capture_video
     if env_id.partition(":")[0] == "smax":
         from common.smax import SMAXVecEnv  # imported here: jax is an optional extra
 
-        return SMAXVecEnv(env_id, num_envs, seed, agent_id_feature, last_action_feature, env_kwargs, size_check)
-    return VecMultiAgentEnv(env_id, num_envs, seed, agent_id_feature, last_action_feature, env_kwargs, size_check)
+        return SMAXVecEnv(*args)
+    return VecMultiAgentEnv(*args)

@@ -37,6 +37,7 @@ from common.envs import make_vec_env
 from common.logger import Progress, log_confidence_matrix, make_run_name, make_writer, print_eval_table
 from common.memory import check_memory, env_nbytes
 from common.vec_env import EnvError
+from common.video import log_video, write_mp4
 
 
 @dataclasses.dataclass
@@ -70,6 +71,8 @@ class RunArgs:
     """continue the run of this checkpoint file or run directory (its latest); flags given override the run's own"""
     eval_only: str | None = None
     """only evaluate CADP(C) and CADP(D) of this checkpoint, saved model or run directory (its newest); print a table"""
+    capture_video: bool = False
+    """record each evaluation's first episode of CADP(D) (and CADP(C)) to `runs/{run_name}/videos/` and TensorBoard"""
 
 
 def parse_args(args_class, script: str):
@@ -119,9 +122,10 @@ class Run:
     def make_envs(self, needs, flags: str):
         """(envs, eval_envs) of --env-id, with the observation features --obs-agent-id and --obs-last-action ask
         for: --num-envs training envs seeded from --seed, and --eval-episodes eval envs for each of CADP(C) and
-        CADP(D), seeded alike so that both models start the same episodes. Refused up front,
+        CADP(D), seeded alike so that both models start the same episodes (with --capture-video, the first of each
+        is drawn: CADP(C)'s only when advice is on, as it is CADP(D) otherwise). Refused up front,
         naming `flags`, when needs(envs) (the training data: {what: bytes}) and the envs cannot fit in memory;
-        an env that cannot be built stops the run with its one-line error."""
+        an env that cannot be built (or drawn) stops the run with its one-line error."""
         args = self.args
         env_kwargs = dict(agent_id_feature=args.obs_agent_id, last_action_feature=args.obs_last_action)
 
@@ -131,8 +135,15 @@ class Run:
 
         try:
             envs = make_vec_env(args.env_id, args.num_envs, args.seed, **env_kwargs, size_check=size_check)
+            record = {"centralized": args.capture_video and getattr(args, "advice", True)}
             eval_envs = {
-                mode: make_vec_env(args.env_id, args.eval_episodes, args.seed + 100_000, **env_kwargs)
+                mode: make_vec_env(
+                    args.env_id,
+                    args.eval_episodes,
+                    args.seed + 100_000,
+                    **env_kwargs,
+                    capture_video=record.get(mode, args.capture_video),
+                )
                 for mode in ("centralized", "decentralized")
             }
         except EnvError as error:
@@ -149,10 +160,18 @@ class Run:
             networks = {name: module for name, module in networks.items() if name in self.checkpoint}
         restore(self.checkpoint, envs, **networks)
 
-    def report_eval_only(self, results: dict, how: str = "greedy") -> None:
-        """--eval-only: print the table of both models' results (evaluate()'s return and win rate) and exit."""
+    def report_eval_only(self, results: dict, eval_envs: dict, how: str = "greedy") -> None:
+        """--eval-only: print the table of both models' results (evaluate()'s return and win rate) and exit; with
+        --capture-video, the recorded episodes go beside the checkpoint (videos/eval_only_{step}_{mode}.mp4)."""
         results = {mode: evaluation[:2] for mode, evaluation in results.items()}
         print_eval_table(results, self.checkpoint, self.args.eval_episodes, how)
+        run_dir = self.checkpoint["run_dir"]
+        for mode, envs in eval_envs.items():
+            if envs.capture_video:
+                path = f"{run_dir}/videos/eval_only_{self.checkpoint['global_step']}_{mode}.mp4"
+                print(
+                    f"video of CADP({mode[0].upper()})'s first episode: {write_mp4(path, envs.frames, envs.render_fps)}"
+                )
         raise SystemExit(0)
 
     def resume(self, counters: dict, live: dict, complete=None) -> tuple[dict, dict | None]:
@@ -233,9 +252,16 @@ class Run:
                 "charts/update_time_ms", 1000 * self.update_seconds / self.timed_updates, global_step
             )
 
-    def log_eval(self, global_step: int, results: dict) -> None:
+    def log_eval(self, global_step: int, results: dict, eval_envs: dict) -> None:
         """evaluate()'s results per model ("centralized", "decentralized"): eval/{mode}_episodic_return (and
-        _win_rate), the confidence heatmap of CADP(C) (whom each agent listens to), and a line above the bar."""
+        _win_rate), the confidence heatmap of CADP(C) (whom each agent listens to), and a line above the bar;
+        with --capture-video, the first episode each model played to videos/{step}_{mode}.mp4 in the run
+        directory and to TensorBoard's image panel as an animated GIF (eval/{mode}_video)."""
+        for mode, envs in eval_envs.items():
+            if envs.capture_video:
+                write_mp4(f"{self.run_dir}/videos/{global_step}_{mode}.mp4", envs.frames, envs.render_fps)
+                log_video(self.writer, f"eval/{mode}_video", envs.frames, envs.render_fps, global_step)
+                envs.frames = []  # not kept in memory nor in checkpoints
         for mode, (mean_return, win_rate, confidence) in results.items():
             self.writer.add_scalar(f"eval/{mode}_episodic_return", mean_return, global_step)
             if win_rate is not None:

@@ -7,10 +7,12 @@ extra: ``pip install --no-deps -r requirements-smax.txt``. The allies are the le
 play SMAX's heuristic (``HeuristicEnemySMAX``: each enemy attacks the closest ally), in the role of
 SMAC's built-in AI.
 
-``SMAXVecEnv(env_id, num_envs, seed, agent_id_feature, last_action_feature, env_kwargs)`` has the
+``SMAXVecEnv(env_id, num_envs, seed, agent_id_feature, last_action_feature, env_kwargs, size_check,
+capture_video)`` has the
 attributes, reset/step values, info keys, seeding, auto-reset and observation features that the
 module docstring of common/envs.py gives for ``VecMultiAgentEnv`` (``env_kwargs`` go to
-``HeuristicEnemySMAX``, e.g. ``max_steps``). What the SMAX arrays are:
+``HeuristicEnemySMAX``, e.g. ``max_steps``; with capture_video, ``frames`` holds env 0's first episode after
+each reset, drawn by common/video.py's draw_smax from the game state). What the SMAX arrays are:
 
 * obs: each ally's own unit-list observation (relative features of the other units, then its own);
   state: SMAX's ``world_state`` (every unit's health, position, cooldown and type, team, type id);
@@ -69,10 +71,13 @@ def smax_maps() -> list[str]:
 
 
 @lru_cache(maxsize=None)
-def _smax_functions(map_name: str, agent_id_feature: bool, last_action_feature: bool, **env_kwargs):
+def _smax_functions(
+    map_name: str, agent_id_feature: bool, last_action_feature: bool, with_final_state: bool = False, **env_kwargs
+):
     """(env, reset, step): batched, jitted functions over one env's key, state and actions.
     jit keys its compile cache on the function object, so one per configuration serves every
-    instance of it."""
+    instance of it. with_final_state: step also returns the game states before the auto-reset
+    (--capture-video draws a finished episode's last step from them)."""
     env = HeuristicEnemySMAX(scenario=map_name_to_scenario(map_name), **env_kwargs)
     n, a = env.num_allies, env.action_spaces[env.agents[0]].n
     no_last_action = jnp.zeros((n, a), jnp.float32)
@@ -112,10 +117,11 @@ def _smax_functions(map_name: str, agent_id_feature: bool, last_action_feature: 
 
         # vmap turns a cond into a select of both branches anyway: always compute the reset
         _, reset_state, fresh = reset(reset_key)
+        final_state = state.state
         state = jax.tree.map(lambda r, s: jnp.where(done, r, s), reset_state, state)
         current = jax.tree.map(lambda r, f: jnp.where(done, r, f), fresh, final)
         active = state.state.unit_alive[:n]  # of the returned (current) step: all alive after a reset
-        return (
+        outputs = (
             key,
             state,
             current,
@@ -126,6 +132,7 @@ def _smax_functions(map_name: str, agent_id_feature: bool, last_action_feature: 
             enemies_dead & ~allies_dead,
             active,
         )
+        return (*outputs, final_state) if with_final_state else outputs
 
     return env, jax.jit(jax.vmap(reset)), jax.jit(jax.vmap(step))
 
@@ -134,6 +141,8 @@ class SMAXVecEnv:
     """num_envs copies of one SMAX map, stepped together (see the module docstring)."""
 
     has_win = True
+    # --capture-video; class defaults, which checkpoints of older versions rely on
+    capture_video, render_fps, frames, _capturing = False, 8, (), False
 
     def __init__(
         self,
@@ -144,6 +153,7 @@ class SMAXVecEnv:
         last_action_feature: bool = False,
         env_kwargs: dict | None = None,
         size_check=None,
+        capture_video: bool = False,
     ):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
@@ -154,8 +164,10 @@ class SMAXVecEnv:
             close = difflib.get_close_matches(map_name, smax_maps(), n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise EnvError(f"{env_id}: SMAX has no map {map_name!r}{hint}; available: {', '.join(smax_maps())}")
-        self._config = (map_name, agent_id_feature, last_action_feature, dict(env_kwargs or {}))
+        self._config = (map_name, agent_id_feature, last_action_feature, capture_video, dict(env_kwargs or {}))
         env, self._reset_fn, self._step_fn = _functions(self._config)
+        # --capture-video: env 0's first episode after each reset(), drawn from its game state
+        self.capture_video, self.render_fps, self.frames, self._capturing = capture_video, 8, [], False
 
         self.env_id, self.num_envs, self.seed = env_id, num_envs, seed
         self.n_agents, self.n_actions = env.num_allies, env.action_spaces[env.agents[0]].n
@@ -183,18 +195,41 @@ class SMAXVecEnv:
         self._keys, self._states, arrays = self._reset_fn(self._keys)
         self._return[:], self._length[:] = 0.0, 0
         obs, state, self._avail = _to_numpy(arrays)
+        if self.capture_video:
+            from common.video import smax_view
+
+            self._view = smax_view(np.asarray(self._states.state.unit_positions[0]), _functions(self._config)[0])
+            self.frames, self._capturing = [self._draw(self._states.state)], True
         return obs, state, self._avail.copy()
+
+    def _draw(self, states) -> np.ndarray:
+        """Env 0 of a batch of SMAX game states, drawn (common/video.py)."""
+        from common.video import draw_smax
+
+        env = _functions(self._config)[0]
+        unit = {
+            "positions": states.unit_positions[0],
+            "alive": states.unit_alive[0],
+            "teams": states.unit_teams[0],
+            "health": states.unit_health[0],
+            "types": states.unit_types[0],
+            "prev_attack_actions": states.prev_attack_actions[0],
+            "step": states.step[0],
+        }
+        return draw_smax({name: np.asarray(value) for name, value in unit.items()}, env, self._view)
 
     def step(self, actions: np.ndarray):
         if self._states is None:
             raise RuntimeError("call reset() before step()")
         actions = checked_actions(actions, self._avail)
-        self._keys, self._states, current, final, reward, terminated, truncated, win, active = self._step_fn(
-            self._keys, self._states, jnp.asarray(actions, jnp.int32)
-        )
+        outputs = self._step_fn(self._keys, self._states, jnp.asarray(actions, jnp.int32))
+        self._keys, self._states, current, final, reward, terminated, truncated, win, active = outputs[:9]
         obs, state, self._avail = _to_numpy(current)
         final_obs, final_state, final_avail = _to_numpy(final)
         reward, terminated, truncated, win, active = _to_numpy((reward, terminated, truncated, win, active))
+        if self._capturing:  # env 0's last step, before the auto-reset
+            self.frames.append(self._draw(outputs[9]))
+            self._capturing = not (terminated[0] or truncated[0])
 
         self._return += reward  # summed in float64, as VecMultiAgentEnv does
         self._length += 1
@@ -233,11 +268,11 @@ class SMAXVecEnv:
 
 
 def _functions(config: tuple):
-    map_name, agent_id_feature, last_action_feature, env_kwargs = config
+    *flags, env_kwargs = config
     try:
-        return _smax_functions(map_name, agent_id_feature, last_action_feature, **env_kwargs)
+        return _smax_functions(*flags, **env_kwargs)
     except TypeError:  # an unhashable kwarg: compiled for this instance only
-        return _smax_functions.__wrapped__(map_name, agent_id_feature, last_action_feature, **env_kwargs)
+        return _smax_functions.__wrapped__(*flags, **env_kwargs)
 
 
 def _to_numpy(arrays) -> tuple[np.ndarray, ...]:

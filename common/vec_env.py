@@ -29,6 +29,9 @@ class VecEnv(Protocol):
     has_win: bool
     obs_layout: list[tuple[str, int]]
     action_mask: str
+    capture_video: bool  # then frames: env 0's first episode since the last reset(), (H, W, 3) uint8 each
+    frames: list[np.ndarray]
+    render_fps: int
 
     def reset(self, seed: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """obs (E, N, obs_dim) float32, state (E, S) float32, avail (E, N, A) bool."""

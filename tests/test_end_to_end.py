@@ -109,6 +109,7 @@ def test_training_run_writes_tags_checkpoint_and_a_faithful_exported_actor(scrip
         "--prune-start-fraction",
         "0.3",
         "--save-model",
+        "--capture-video",
         "--advice-placement",
         placement,
         *TINY[script],
@@ -119,6 +120,14 @@ def test_training_run_writes_tags_checkpoint_and_a_faithful_exported_actor(scrip
     assert run_dir.name.startswith("lbforaging-Foraging-8x8-2p-3f-v3__" + script + "__1__")
     missing = (COMMON_TAGS | SCRIPT_TAGS[script]) - scalar_tags(run_dir)
     assert not missing, f"tags not written: {missing}"
+    # --capture-video: each evaluation's first episode of both models, as MP4 and in TensorBoard's image panel
+    videos = {path.name for path in (run_dir / "videos").iterdir()}
+    final = max(int(name.split("_")[0]) for name in videos)
+    assert final >= 1200 and {f"{final}_centralized.mp4", f"{final}_decentralized.mp4"} <= videos, videos
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"images": 0})
+    accumulator.Reload()
+    gif = accumulator.Images("eval/decentralized_video")[-1]
+    assert gif.encoded_image_string.startswith(b"GIF89a") and "eval/centralized_video" in accumulator.Tags()["images"]
 
     module = MODULES[script]
     checkpoint = torch.load(run_dir / f"{script}.cadp_model", weights_only=False)
