@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--families", nargs="+", default=FAMILIES, help="env ids (SMAX: skipped without the extra)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "video_cost.md"))
+    parser.add_argument("--note", default="", help="the machine and its load, written under the table")
     args = parser.parse_args()
     torch.set_num_threads(1)
     families = [f for f in args.families if not f.startswith("smax") or importlib.util.find_spec("jaxmarl")]
@@ -88,6 +89,8 @@ def main() -> None:
             f"{row['recorded'] / row['plain']:.2f} | {row['mp4']:.3f} | {row['gif']:.3f} | {extra:.3f} |"
         )
         print(lines[-1], flush=True)
+    if args.note:
+        lines += ["", args.note]
     Path(args.out).write_text("\n".join(lines) + "\n")
     print(f"written to {args.out}")
 

@@ -91,31 +91,35 @@ def draw_rware(env) -> np.ndarray:
 SMAX_UNIT_LETTERS = "mMsZzh"  # SMAX's unit types: marine, marauder, stalker, zealot, zergling, hydralisk
 
 
-def smax_view(positions: np.ndarray, env, margin: float = 8.0) -> tuple[float, float, float]:
-    """The square of the map to draw for an episode that starts with units at positions (U, 2): around them with
-    `margin` map units to spare (SMAX's maps are 32 x 32 open ground; the armies start near the middle), as
-    (left, bottom, side); kept for the whole episode, so that the picture does not jump."""
+def smax_view(positions: np.ndarray, env, margin: float = 3.0) -> tuple[float, float, float, float]:
+    """The part of the map to draw for an episode that starts with units at positions (U, 2): around them with
+    `margin` map units to spare, at least half as high as wide (SMAX's armies start in two lines facing each
+    other across the middle of a 32 x 32 open map), as (left, bottom, width, height); kept for the whole
+    episode, so that the picture does not jump."""
     low, high = positions.min(axis=0) - margin, positions.max(axis=0) + margin
-    side = float(min(max(high - low), max(env.map_width, env.map_height)))
+    width, height = high - low
+    width, height = max(width, height / 2), max(height, width / 2)
+    width, height = min(width, env.map_width), min(height, env.map_height)
     center = (low + high) / 2
-    left = float(np.clip(center[0] - side / 2, 0, env.map_width - side))
-    bottom = float(np.clip(center[1] - side / 2, 0, env.map_height - side))
-    return left, bottom, side
+    left = float(np.clip(center[0] - width / 2, 0, env.map_width - width))
+    bottom = float(np.clip(center[1] - height / 2, 0, env.map_height - height))
+    return left, bottom, float(width), float(height)
 
 
-def draw_smax(unit: dict, env, view: tuple[float, float, float], size: int = 512) -> np.ndarray:
+def draw_smax(unit: dict, env, view: tuple[float, float, float, float], width: int = 640) -> np.ndarray:
     """One SMAX env's state: unit[...] are its numpy arrays (positions (U, 2), alive, teams, health, types,
-    prev_attack_actions, step); env is the jaxmarl env (unit stats); view: smax_view's square of the map. Allies
+    prev_attack_actions, step); env is the jaxmarl env (unit stats); view: smax_view's part of the map. Allies
     blue, enemies red, as discs of the unit's radius with a health bar and the unit type's letter; a line from
     each unit that attacked this step to its target."""
-    image = Image.new("RGB", (size, size), (236, 232, 220))
+    left, bottom, view_width, view_height = view
+    scale = width / view_width
+    height = int(round(view_height * scale))
+    image = Image.new("RGB", (width, height), (236, 232, 220))
     draw = ImageDraw.Draw(image)
-    left, bottom, side = view
-    scale = size / side
     font = _font(max(10, int(0.8 * scale)))
 
     def point(position):  # map coordinates (y up) -> pixels (y down)
-        return (position[0] - left) * scale, size - (position[1] - bottom) * scale
+        return (position[0] - left) * scale, height - (position[1] - bottom) * scale
 
     n_allies, moves = env.num_allies, env.num_movement_actions
     for i, action in enumerate(unit["prev_attack_actions"]):
@@ -170,14 +174,18 @@ def write_mp4(path: str, frames: list[np.ndarray], fps: int) -> str:
     return path
 
 
-def gif_bytes(frames: list[np.ndarray], fps: int, max_side: int = 256) -> tuple[bytes, int, int]:
-    """An animated GIF of the frames, downscaled to at most max_side pixels: (bytes, height, width)."""
-    images = [Image.fromarray(frame) for frame in frames]
+def gif_bytes(frames: list[np.ndarray], fps: int, max_side: int = 256, max_frames: int = 100) -> tuple[bytes, int, int]:
+    """An animated GIF of the frames for TensorBoard's preview, downscaled to at most max_side pixels and, for a long
+    episode, every k-th frame of it (at most max_frames, shown k times as long; the MP4 has them all):
+    (bytes, height, width)."""
+    stride = math.ceil(len(frames) / max_frames)
+    images = [Image.fromarray(frame) for frame in frames[::stride]]
     factor = min(1.0, max_side / max(images[0].size))
     width, height = (max(1, math.floor(side * factor)) for side in images[0].size)
-    images = [image.resize((width, height), Image.Resampling.LANCZOS) for image in images]
+    images = [image.resize((width, height), Image.Resampling.BILINEAR) for image in images]
     buffer = io.BytesIO()
-    images[0].save(buffer, "GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    duration = int(1000 * stride / fps)
+    images[0].save(buffer, "GIF", save_all=True, append_images=images[1:], duration=duration, loop=0)
     return buffer.getvalue(), height, width
 
 
