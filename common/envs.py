@@ -506,8 +506,16 @@ def _gymnasium_ids(module_name: str) -> list[str]:
     return [env_id for env_id, spec in gymnasium.registry.items() if _entry_module(spec) == top]
 
 
-def _with_fps(adapter: MultiAgentEnv, env) -> MultiAgentEnv:
-    """The adapter, with its env's own frame rate (metadata render_fps) for --capture-video."""
+_CANNOT_RENDER = (
+    "drop --capture-video (it records LBF, RWARE, SMAX and PettingZoo envs that render rgb_array, e.g. mpe2)"
+)
+
+
+def _finish(adapter: MultiAgentEnv, env, env_id: str, draws_itself: bool) -> MultiAgentEnv:
+    """The adapter, with its env's own frame rate (metadata render_fps) for --capture-video; draws_itself: the env
+    must render rgb_array frames (it was made with render_mode="rgb_array"), else EnvError."""
+    if draws_itself and "rgb_array" not in env.metadata.get("render_modes", []):
+        raise EnvError(f"{env_id} cannot draw itself (no rgb_array render mode); {_CANNOT_RENDER}")
     fps = (getattr(env, "metadata", None) or {}).get("render_fps")
     if isinstance(fps, (int, float)) and fps > 0:
         adapter.render_fps = int(fps)
@@ -517,11 +525,6 @@ def _with_fps(adapter: MultiAgentEnv, env) -> MultiAgentEnv:
 def _pettingzoo_names(module) -> list[str]:
     names = {m.name for m in pkgutil.iter_modules(getattr(module, "__path__", []))} | set(dir(module))
     return sorted(n for n in names if re.fullmatch(r"[a-z][a-z0-9_]*_v\d+", n))
-
-
-_CANNOT_RENDER = (
-    "drop --capture-video (it records LBF, RWARE, SMAX and PettingZoo envs that render rgb_array, e.g. mpe2)"
-)
 
 
 def make_env(env_id: str, seed: int | None = None, render: bool = False, **env_kwargs) -> MultiAgentEnv:
@@ -549,9 +552,7 @@ def make_env(env_id: str, seed: int | None = None, render: bool = False, **env_k
         family = type(env.unwrapped).__module__.split(".")[0]
         adapter = {"lbforaging": LBFEnv, "rware": RWAREEnv}.get(family, GymnasiumEnv)
         try:
-            if render and not own_drawing and "rgb_array" not in env.metadata.get("render_modes", []):
-                raise EnvError(f"{env_id} cannot draw itself (no rgb_array render mode); {_CANNOT_RENDER}")
-            return _with_fps(adapter(env, env_id, seed), env)
+            return _finish(adapter(env, env_id, seed), env, env_id, draws_itself=render and not own_drawing)
         except EnvError:
             env.close()
             raise
@@ -595,9 +596,7 @@ def make_env(env_id: str, seed: int | None = None, render: bool = False, **env_k
         env_kwargs.setdefault("render_mode", "rgb_array")
     env = env_module.parallel_env(**env_kwargs)
     try:
-        if render and "rgb_array" not in env.metadata.get("render_modes", []):
-            raise EnvError(f"{env_id} cannot draw itself (no rgb_array render mode); {_CANNOT_RENDER}")
-        return _with_fps(PettingZooEnv(env, env_id, seed), env)
+        return _finish(PettingZooEnv(env, env_id, seed), env, env_id, draws_itself=render)
     except EnvError:
         env.close()
         raise
@@ -631,7 +630,7 @@ class VecMultiAgentEnv:
         self.episode_limit, self.has_win, self.env_obs_dim = first.episode_limit, first.has_win, first.obs_dim
         self.action_mask = first.action_mask
         # --capture-video: frames of env 0's first episode after each reset() (it alone draws)
-        self.capture_video, self.render_fps, self.frames, self._capturing = capture_video, first.render_fps, [], False
+        self.capture_video, self.render_fps = capture_video, first.render_fps
         n, a = self.n_agents, self.n_actions
 
         self.obs_layout = feature_layout(self.env_obs_dim, n, a, agent_id_feature, last_action_feature)

@@ -135,16 +135,16 @@ class Run:
 
         try:
             envs = make_vec_env(args.env_id, args.num_envs, args.seed, **env_kwargs, size_check=size_check)
-            record = {"centralized": args.capture_video and getattr(args, "advice", True)}
+            # without advice CADP(C) is CADP(D): one video of it is enough
+            record = {
+                "centralized": args.capture_video and getattr(args, "advice", True),
+                "decentralized": args.capture_video,
+            }
             eval_envs = {
                 mode: make_vec_env(
-                    args.env_id,
-                    args.eval_episodes,
-                    args.seed + 100_000,
-                    **env_kwargs,
-                    capture_video=record.get(mode, args.capture_video),
+                    args.env_id, args.eval_episodes, args.seed + 100_000, **env_kwargs, capture_video=capture
                 )
-                for mode in ("centralized", "decentralized")
+                for mode, capture in record.items()
             }
         except EnvError as error:
             fail(str(error))

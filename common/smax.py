@@ -39,6 +39,7 @@ from functools import lru_cache
 import numpy as np
 
 from common.vec_env import EnvError, checked_actions, feature_layout
+from common.video import draw_smax, smax_view
 
 INSTALL_HINT = "pip install --no-deps -r requirements-smax.txt"
 
@@ -166,8 +167,8 @@ class SMAXVecEnv:
             raise EnvError(f"{env_id}: SMAX has no map {map_name!r}{hint}; available: {', '.join(smax_maps())}")
         self._config = (map_name, agent_id_feature, last_action_feature, capture_video, dict(env_kwargs or {}))
         env, self._reset_fn, self._step_fn = _functions(self._config)
-        # --capture-video: env 0's first episode after each reset(), drawn from its game state
-        self.capture_video, self.render_fps, self.frames, self._capturing = capture_video, 8, [], False
+        self._env = env  # the jaxmarl env: its map and unit stats, for drawing
+        self.capture_video = capture_video  # then env 0's first episode after each reset(), drawn from its game state
 
         self.env_id, self.num_envs, self.seed = env_id, num_envs, seed
         self.n_agents, self.n_actions = env.num_allies, env.action_spaces[env.agents[0]].n
@@ -196,17 +197,12 @@ class SMAXVecEnv:
         self._return[:], self._length[:] = 0.0, 0
         obs, state, self._avail = _to_numpy(arrays)
         if self.capture_video:
-            from common.video import smax_view
-
-            self._view = smax_view(np.asarray(self._states.state.unit_positions[0]), _functions(self._config)[0])
+            self._view = smax_view(np.asarray(self._states.state.unit_positions[0]), self._env)
             self.frames, self._capturing = [self._draw(self._states.state)], True
         return obs, state, self._avail.copy()
 
     def _draw(self, states) -> np.ndarray:
         """Env 0 of a batch of SMAX game states, drawn (common/video.py)."""
-        from common.video import draw_smax
-
-        env = _functions(self._config)[0]
         unit = {
             "positions": states.unit_positions[0],
             "alive": states.unit_alive[0],
@@ -216,7 +212,7 @@ class SMAXVecEnv:
             "prev_attack_actions": states.prev_attack_actions[0],
             "step": states.step[0],
         }
-        return draw_smax({name: np.asarray(value) for name, value in unit.items()}, env, self._view)
+        return draw_smax({name: np.asarray(value) for name, value in unit.items()}, self._env, self._view)
 
     def step(self, actions: np.ndarray):
         if self._states is None:
@@ -258,13 +254,13 @@ class SMAXVecEnv:
         return [self]
 
     # pickling (checkpoints): the keys and states are JAX arrays, which pickle as numpy; the
-    # jitted functions close over the jaxmarl env and are rebuilt (or found compiled) on load
+    # jitted functions close over the jaxmarl env; both are rebuilt (or found compiled) on load
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_reset_fn", "_step_fn")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_env", "_reset_fn", "_step_fn")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
-        _, self._reset_fn, self._step_fn = _functions(self._config)
+        self._env, self._reset_fn, self._step_fn = _functions(self._config)
 
 
 def _functions(config: tuple):
