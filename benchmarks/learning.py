@@ -144,6 +144,11 @@ SMAX_BUDGETS: dict[tuple[str, str], Budget] = {
     ("cadp_mappo", SMAX_5M): SMAX_PPO_5M,
 }
 SMAX_CHECKPOINT_INTERVAL = 50_000
+# Google Research Football (`--study grf`, needs install_grf.sh): the release's 3-vs-1 scenario with its settings
+# (common/gfootball.py) and its 50k-step epsilon schedule, at the budget that fits beside other work on 2 cores
+# (the authors' runs are 5M steps long); 16 eval episodes per model, as each is a GRF engine of ~55 MiB
+GRF_3V1 = "gfootball:academy_3_vs_1_with_keeper"
+GRF_Q = Budget(total_timesteps=100_000, eval_interval=10_000, eval_episodes=16, flags=("--exploration-steps", "50000"))
 
 
 @dataclass(frozen=True)
@@ -213,6 +218,7 @@ STUDIES: dict[str, Study] = {
             (SMAX_5M, "cadp_qmix", (4, 5)),
         ),
     ),
+    "grf": Study(env_ids=(GRF_3V1,), scripts=("cadp_qmix",), seeds=(1,), budgets={("cadp_qmix", "gfootball"): GRF_Q}),
     "ablation-smoke": Study(
         env_ids=("matrix:two_step",),
         scripts=("cadp_qmix", "cadp_mappo"),
@@ -239,6 +245,8 @@ ROUGH_SPS = {
 # SMAX 5m_vs_6m (a 1.05M-step CADP-QMIX run took about two hours on one core, plain QMIX about half); MAPPO
 # there: not measured yet, the LBF figure above
 ROUGH_SPS_SMAX = {"cadp_qmix": 145, "cadp_vdn": 145, "qmix": 290, "vdn": 290}
+# GRF 3-vs-1 (benchmarks/results/gfootball_throughput.csv: cadp_qmix.py 130 steps/s alone on 2 cores, 62 beside 2 runs)
+ROUGH_SPS_GRF = {"cadp_qmix": 60, "qmix": 70}
 # besides every eval/ tag; the last three are logged by advice runs (pruning) and on envs with wins
 KEPT_TAGS = (
     "charts/episodic_return",
@@ -309,7 +317,8 @@ class Job:
         return json.dumps([f"{self.script}.py", *self.flags()])
 
     def rough_seconds(self) -> float:
-        speeds = {**ROUGH_SPS, **ROUGH_SPS_SMAX} if env_family(self.env_id) == "smax" else ROUGH_SPS
+        family_speeds = {"smax": ROUGH_SPS_SMAX, "gfootball": ROUGH_SPS_GRF}.get(env_family(self.env_id), {})
+        speeds = {**ROUGH_SPS, **family_speeds}
         return self.budget.total_timesteps / speeds.get(self.algo, speeds.get(self.script, 1_000))
 
 

@@ -9,6 +9,8 @@ an adapter:
   (``module.name.parallel_env()``, built with ``continuous_actions=False`` when it accepts it);
 * ``matrix:climbing``, ``matrix:penalty``, ``matrix:two_step``: tiny cooperative games for
   fast learning tests (``MATRIX_GAMES`` holds their payoffs and optimal returns).
+* ``gfootball:academy_3_vs_1_with_keeper``, ...: Google Research Football scenarios (optional extra;
+  common/gfootball.py's GFootballEnv), their --num-envs copies stepped in worker processes;
 * ``smax:3m``, ``smax:5m_vs_6m``, ...: SMAX maps (optional extra), through ``make_vec_env`` only,
   which returns common.smax.SMAXVecEnv for them (VecMultiAgentEnv's interface).
 
@@ -41,9 +43,10 @@ Every adapter is a ``MultiAgentEnv``::
   the one-step games; 1, 2A, 2B for two_step); after the last step it is all zeros.
 
 ``VecMultiAgentEnv(env_id, num_envs, seed, agent_id_feature=False, last_action_feature=False,
-env_kwargs=None, size_check=None, capture_video=False)`` (env_kwargs: passed to make_env, i.e. the env's
-constructor) steps a plain list
-of such envs with batched arrays (E envs, N agents, A actions)::
+env_kwargs=None, size_check=None, capture_video=False, env_workers=None)`` (env_kwargs: passed to make_env,
+i.e. the env's constructor) steps a plain list of such envs with batched arrays (E envs, N agents, A
+actions); with env_workers > 0 (the default for WORKER_FAMILIES: one worker per core), envs 1..E-1 step
+in that many worker processes (common/workers.py) while env 0 steps in this one::
 
     num_envs, n_agents, n_actions, state_dim, episode_limit, has_win, action_mask, env_obs_dim,
     obs_dim = env_obs_dim (+ N with agent ids) (+ A with last actions)
@@ -77,6 +80,7 @@ import difflib
 import importlib
 import inspect
 import io
+import os
 import pickle
 import pkgutil
 import re
@@ -90,8 +94,10 @@ from gymnasium.utils.ezpickle import EzPickle
 
 from common.vec_env import EnvError, VecEnv, checked_actions, feature_layout  # noqa: F401 (EnvError, VecEnv: re-exported)
 from common.video import draw_lbf, draw_rware
+from common.workers import EnvWorkers
 
 DEFAULT_EPISODE_LIMIT = 1000  # for envs that expose no step limit of their own
+WORKER_FAMILIES = ("gfootball",)  # env families whose --num-envs copies step in worker processes (common/workers.py)
 
 _ID_EXAMPLES = (
     "lbforaging:Foraging-8x8-2p-3f-v3, rware:rware-tiny-2ag-v2, mpe2:simple_spread_v3, "
@@ -540,6 +546,10 @@ def make_env(env_id: str, seed: int | None = None, render: bool = False, **env_k
         if render:
             raise EnvError(f"{env_id}: a matrix game has no picture to draw; {_CANNOT_RENDER}")
         return MatrixGameEnv(name)
+    if module_name == "gfootball":  # Google Research Football: its own adapter (optional extra)
+        from common.gfootball import GFootballEnv  # imported here: gfootball is an optional extra
+
+        return GFootballEnv(name, seed, **env_kwargs)
     if module_name == "smax":  # batched JAX code: no single-env adapter (nor a pip package "smax")
         raise EnvError(f"{env_id}: SMAX maps are vectorised envs only: make_vec_env({env_id!r}, ...)")
     module = _import(module_name, env_id)
@@ -608,8 +618,8 @@ class VecMultiAgentEnv:
     reward lists, and their next-step autoreset inserts a dummy transition). The module
     docstring describes seeding, auto-reset and the info keys."""
 
-    # --capture-video; class defaults, which checkpoints of older versions rely on
-    capture_video, render_fps, frames, _capturing = False, 5, (), False
+    # --capture-video, worker processes; class defaults, which checkpoints of older versions rely on
+    capture_video, render_fps, frames, _capturing, _workers = False, 5, (), False, None
 
     def __init__(
         self,
@@ -621,7 +631,9 @@ class VecMultiAgentEnv:
         env_kwargs: dict | None = None,
         size_check=None,
         capture_video: bool = False,
+        env_workers: int | None = None,
     ):
+        """env_workers: processes that step envs 1..num_envs-1 (env 0 stays here); None: as WORKER_FAMILIES says."""
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         first = make_env(env_id, render=capture_video, **(env_kwargs or {}))
@@ -637,7 +649,13 @@ class VecMultiAgentEnv:
         self.obs_dim = sum(size for _, size in self.obs_layout)
         if size_check is not None:  # sizes known, one env built: a memory check before the others
             size_check(self, first)
-        self.envs = [first] + [make_env(env_id, **(env_kwargs or {})) for _ in range(num_envs - 1)]
+        if env_workers is None:
+            env_workers = min(os.cpu_count() or 1, num_envs - 1) if env_id.partition(":")[0] in WORKER_FAMILIES else 0
+        self._env_kwargs = env_kwargs or {}
+        if env_workers > 0 and num_envs > 1:
+            self.envs, self._workers = [first], EnvWorkers(env_id, self._env_kwargs, num_envs - 1, env_workers)
+        else:
+            self.envs = [first] + [make_env(env_id, **self._env_kwargs) for _ in range(num_envs - 1)]
 
         # preallocated buffers, updated in place each step and copied out
         self._obs = np.zeros((num_envs, n, self.obs_dim), np.float32)
@@ -653,7 +671,10 @@ class VecMultiAgentEnv:
         self._ready = False
 
     def _write_reset(self, e: int, seed: int | None) -> None:
-        obs, state, avail = self.envs[e].reset(seed=seed)
+        if e < len(self.envs):
+            obs, state, avail = self.envs[e].reset(seed=seed)
+        else:
+            obs, state, avail = self._workers.reset(e - len(self.envs), seed)
         self._obs[e, :, : self.env_obs_dim] = obs
         self._state[e], self._avail[e] = state, avail
         if self._last_action is not None:
@@ -682,8 +703,12 @@ class VecMultiAgentEnv:
         truncated = np.zeros(self.num_envs, bool)
         win = np.zeros(self.num_envs, bool)
         active = np.ones((self.num_envs, self.n_agents), bool)
-        for e, env in enumerate(self.envs):
-            obs, state, avail, r, term, trunc, env_info = env.step(actions[e])
+        if self._workers is not None:  # the workers step theirs while env 0 steps here
+            self._workers.step_async(actions[1:])
+            results = [self.envs[0].step(actions[0])] + self._workers.step_wait()
+        else:
+            results = [env.step(env_actions) for env, env_actions in zip(self.envs, actions)]
+        for e, (obs, state, avail, r, term, trunc, env_info) in enumerate(results):
             self._obs[e, :, :d], self._state[e], self._avail[e] = obs, state, avail
             reward[e], terminated[e], truncated[e] = r, term, trunc
             if "active" in env_info and not (term or trunc):  # a reset below brings every agent back
@@ -713,6 +738,20 @@ class VecMultiAgentEnv:
     def close(self) -> None:
         for env in self.envs:
             env.close()
+        if self._workers is not None:
+            self._workers.close()
+
+    # a checkpoint holds the workers' envs (each worker pickles its own); a restored env starts new workers
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        if self._workers is not None:
+            state["_workers"] = self._workers.pickled()
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self._workers is not None:
+            self._workers = EnvWorkers(self.env_id, self._env_kwargs, 0, 0, saved=state["_workers"])
 
 
 def make_vec_env(

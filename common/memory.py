@@ -36,7 +36,8 @@ def available_memory() -> int | None:
 def env_nbytes(env) -> int:
     """Bytes one env takes: its pickled size (arrays, RNGs, simulator state), at least 64 KiB (an env
     is also Python objects that pickle does not count; None, for SMAX's few arrays per env: 64 KiB)."""
-    return max(len(snapshot(env, "") or b"") if env is not None else 0, 64 * 2**10)
+    pickled = len(snapshot(env, "") or b"") if env is not None else 0
+    return max(pickled, getattr(env, "resident_bytes", 0), 64 * 2**10)  # resident_bytes: a C++ engine's (GRF)
 
 
 def check_memory(needs: dict[str, int], flags: str) -> None:

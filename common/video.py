@@ -3,7 +3,8 @@
 LBF and RWARE draw themselves only into a pyglet window (a display server), SMAX not at all, so they are drawn
 here with Pillow from the env's own state: LBF's grid, food and agent levels; RWARE's shelves (requested ones
 highlighted), goals, and agents with their heading and load; SMAX's units (allies blue, enemies red) with their
-health and this step's attacks. PettingZoo envs that offer `render_mode="rgb_array"` (mpe2) draw themselves.
+health and this step's attacks; GRF's pitch, players and ball (its own renderer needs OpenGL and a display).
+PettingZoo envs that offer `render_mode="rgb_array"` (mpe2) draw themselves.
 Drawing only reads the env: it uses no random numbers, so recorded episodes are the episodes played.
 
 Frames go to an MP4 (H.264, encoded by the ffmpeg binary that the imageio-ffmpeg wheel ships: no system ffmpeg)
@@ -145,6 +146,43 @@ def draw_smax(unit: dict, env, view: tuple[float, float, float, float], width: i
         draw.rectangle([x - radius, top, x + radius, top + 3], fill=(90, 90, 90))
         draw.rectangle([x - radius, top, x - radius + 2 * radius * health, top + 3], fill=(40, 200, 60))
     draw.text((6, 6), f"step {int(unit['step'])}", (0, 0, 0), font)
+    return np.asarray(image)
+
+
+def draw_gfootball(observations: list[dict], width: int = 640) -> np.ndarray:
+    """One GRF step from its raw observations (one dict per controlled player): the pitch (x in [-1, 1],
+    y in [-0.42, 0.42], y down), the left team blue with the players the agents control outlined and numbered,
+    the right team red, the ball white (larger the higher it is), and the score and steps left."""
+    scale = width / 2.2
+    height = int(round(0.84 * scale + 0.2 * scale))
+    image = Image.new("RGB", (width, height), (60, 140, 60))
+    draw = ImageDraw.Draw(image)
+    font = _font(12)
+
+    def point(xy):
+        return (xy[0] + 1.1) * scale, (xy[1] + 0.52) * scale
+
+    (x0, y0), (x1, y1) = point((-1, -0.42)), point((1, 0.42))
+    draw.rectangle([x0, y0, x1, y1], outline=_WHITE, width=2)
+    draw.line([point((0, -0.42)), point((0, 0.42))], fill=_WHITE, width=2)
+    for side in (-1, 1):  # the goals
+        (gx0, gy0), (gx1, gy1) = point((side, -0.044)), point((side * 1.03, 0.044))
+        draw.rectangle([min(gx0, gx1), gy0, max(gx0, gx1), gy1], outline=_WHITE, width=2)
+    raw = observations[0]
+    controlled = {int(o["active"]): agent for agent, o in enumerate(observations)}  # player index -> agent
+    for team, color in (("left_team", (31, 119, 180)), ("right_team", (214, 39, 40))):
+        for i, position in enumerate(raw[team]):
+            x, y = point(position)
+            mine = team == "left_team" and i in controlled
+            draw.ellipse([x - 7, y - 7, x + 7, y + 7], fill=color, outline=(255, 230, 0) if mine else None, width=3)
+            if mine:
+                draw.text((x, y - 14), str(controlled[i]), _WHITE, font, "mm")
+    ball = raw["ball"]
+    radius = 4 + min(float(ball[2]), 3.0) * 2
+    bx, by = point(ball[:2])
+    draw.ellipse([bx - radius, by - radius, bx + radius, by + radius], fill=_WHITE, outline=(0, 0, 0))
+    score = raw["score"]
+    draw.text((6, 4), f"score {score[0]}-{score[1]}   steps left {raw['steps_left']}", _WHITE, font)
     return np.asarray(image)
 
 

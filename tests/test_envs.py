@@ -354,6 +354,39 @@ def test_vec_auto_reset_matches_single_envs_run_alongside():
     assert finished >= 6
 
 
+def _trace(vec, rng, steps):
+    obs, state, avail = vec.reset()
+    out = [obs, state, avail]
+    for _ in range(steps):
+        obs, state, avail, reward, terminated, truncated, info = vec.step(random_actions(rng, avail))
+        out += [obs, state, avail, reward, terminated, truncated, info["final_obs"], info["episode_return"]]
+    return out
+
+
+def test_envs_in_worker_processes_step_as_in_one():
+    """common/workers.py: envs 1.. in 2 worker processes give the same arrays, reseeded resets included, and a
+    pickled vectorised env (a checkpoint) restarts workers that hold the same envs mid-episode."""
+    kwargs = dict(agent_id_feature=True, last_action_feature=True)
+    local = VecMultiAgentEnv("lbforaging:Foraging-5x5-2p-1f-v3", 4, 3, **kwargs)
+    remote = VecMultiAgentEnv("lbforaging:Foraging-5x5-2p-1f-v3", 4, 3, **kwargs, env_workers=2)
+    assert local._workers is None and remote._workers.sizes == [2, 1]
+    for vec in (local, remote):
+        vec.trace = _trace(vec, np.random.default_rng(0), 120)
+        vec.reset(seed=11)  # evaluation's reseeding
+        vec.trace += _trace(vec, np.random.default_rng(1), 30)
+    assert len(local.trace) == len(remote.trace)
+    assert all(np.array_equal(a, b) for a, b in zip(local.trace, remote.trace))
+    restored = pickle.loads(pickle.dumps(remote))
+    rng_a, rng_b = np.random.default_rng(2), np.random.default_rng(2)
+    obs_a, *_, avail = remote.step(random_actions(rng_a, remote._avail))
+    obs_b, *_ = restored.step(random_actions(rng_b, restored._avail))
+    np.testing.assert_array_equal(obs_a, obs_b)
+    processes = remote._workers._processes + restored._workers._processes
+    for vec in (local, remote, restored):
+        vec.close()
+    assert all(process.poll() is not None for process in processes)  # the workers have ended
+
+
 def test_vec_seeds_env_i_with_seed_plus_i_once():
     a, b = VecMultiAgentEnv(LBF, 2, seed=7), VecMultiAgentEnv(LBF, 2, seed=7)
     first = a.reset()[0]

@@ -1,12 +1,14 @@
-"""SMAX environment throughput beside training speed, measured in one run.
+"""Environment throughput beside training speed, measured in one run.
 
-Env steps per second of `smax:<map>` (default 5m_vs_6m) through common.smax.SMAXVecEnv with a
-random policy over the available actions, for each `--num-envs` value, then the training SPS of a
-short cadp_qmix.py run on the same map. Prints a table and writes it to
-benchmarks/results/smax_throughput.csv. Needs the SMAX extra (requirements-smax.txt).
+Env steps per second of `--env-id` (default smax:5m_vs_6m) through the scripts' vectorised env
+(make_vec_env) with a random policy over the available actions, for each `--num-envs` value; for
+families whose copies step in worker processes (GRF), also in one process, side by side. Then the
+training SPS of a short cadp_qmix.py run on the same env. Prints a table and writes it to
+benchmarks/results/{family}_throughput.csv (other env ids of the family kept). SMAX and GRF need their extras.
 
-    python benchmarks/smax_throughput.py                      # 5m_vs_6m, 1 and 16 envs
-    python benchmarks/smax_throughput.py --map 3m --num-envs 1 8 64
+    python benchmarks/env_throughput.py                      # smax:5m_vs_6m, 1 and 16 envs
+    python benchmarks/env_throughput.py --env-id smax:3m --num-envs 1 8 64
+    python benchmarks/env_throughput.py --env-id gfootball:academy_3_vs_1_with_keeper --num-envs 1 8
 """
 
 import argparse
@@ -23,12 +25,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common.envs import make_vec_env  # noqa: E402
+from common.envs import WORKER_FAMILIES, VecMultiAgentEnv, make_vec_env  # noqa: E402
 
 
-def env_steps_per_second(env_id: str, num_envs: int, seconds: float) -> float:
-    """Random available actions; compile time excluded (the first steps warm up)."""
-    envs = make_vec_env(env_id, num_envs, seed=0)
+def env_steps_per_second(env_id: str, num_envs: int, seconds: float, one_process: bool = False) -> float:
+    """Random available actions; start-up and compile time excluded (the first steps warm up)."""
+    envs = VecMultiAgentEnv(env_id, num_envs, 0, env_workers=0) if one_process else make_vec_env(env_id, num_envs, 0)
     rng = np.random.default_rng(0)
     _, _, avail = envs.reset()
     for _ in range(20):  # compile and warm up
@@ -37,7 +39,9 @@ def env_steps_per_second(env_id: str, num_envs: int, seconds: float) -> float:
     while time.perf_counter() - start < seconds:
         _, _, avail, *_ = envs.step((rng.random(avail.shape) * avail).argmax(-1))
         steps += num_envs
-    return steps / (time.perf_counter() - start)
+    rate = steps / (time.perf_counter() - start)
+    envs.close()
+    return rate
 
 
 def training_steps_per_second(env_id: str, total_timesteps: int) -> tuple[float, int]:
@@ -70,21 +74,26 @@ def training_steps_per_second(env_id: str, total_timesteps: int) -> tuple[float,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--map", default="5m_vs_6m")
+    parser.add_argument("--env-id", default="smax:5m_vs_6m")
     parser.add_argument("--num-envs", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--seconds", type=float, default=10.0, help="measuring time per env count")
     parser.add_argument("--train-steps", type=int, default=5000, help="steps of the cadp_qmix.py run (0 = skip)")
     args = parser.parse_args()
-    env_id = f"smax:{args.map}"
-
+    env_id, family = args.env_id, args.env_id.partition(":")[0]
+    # where copies step in worker processes, each count is measured both ways, one after the other
+    ways = [("env, random policy", False)]
+    if family in WORKER_FAMILIES:
+        ways = [("env, random policy, worker processes", False), ("env, random policy, one process", True)]
     rows = [
         {
-            "what": "env, random policy",
+            "what": what,
             "env_id": env_id,
             "num_envs": n,
-            "steps_per_second": round(env_steps_per_second(env_id, n, args.seconds)),
+            "steps_per_second": round(env_steps_per_second(env_id, n, args.seconds, one_process)),
         }
         for n in args.num_envs
+        for what, one_process in ways
+        if n > 1 or not one_process
     ]
     if args.train_steps:
         sps, steps = training_steps_per_second(env_id, args.train_steps)
@@ -97,11 +106,15 @@ def main() -> None:
             }
         )
 
-    print(f"{'what':<45} {'env_id':<16} {'num_envs':>8} {'steps/s':>9}")
+    width = max(16, len(env_id))
+    print(f"{'what':<45} {'env_id':<{width}} {'num_envs':>8} {'steps/s':>9}")
     for row in rows:
-        print(f"{row['what']:<45} {row['env_id']:<16} {row['num_envs']:>8} {row['steps_per_second']:>9}")
-    out = ROOT / "benchmarks" / "results" / "smax_throughput.csv"
+        print(f"{row['what']:<45} {row['env_id']:<{width}} {row['num_envs']:>8} {row['steps_per_second']:>9}")
+    out = ROOT / "benchmarks" / "results" / f"{family}_throughput.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():  # the family's other env ids stay; this one's rows are replaced
+        with open(out, newline="") as f:
+            rows = [row for row in csv.DictReader(f) if row["env_id"] != env_id] + rows
     with open(out, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
