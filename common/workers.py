@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +26,10 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where `co
 
 
 def _serve(pipe: Connection) -> None:
+    # Ctrl-C and SIGTERM reach the whole process group: the trainer answers them with a checkpoint, which needs
+    # the workers' envs, so the workers leave stopping to it (they end when its socket closes)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from common.envs import make_env  # in the worker's own interpreter
 
     try:

@@ -1,7 +1,7 @@
 """The still frames in README's "Watch the agents": one short `--capture-video` run per env family, then a frame
 from the middle of its last CADP(D) video, as a small PNG in docs/img/.
 
-    python docs/make_stills.py            # all families (SMAX with its extra installed)
+    python docs/make_stills.py            # all families (SMAX and GRF with their extras installed)
     python docs/make_stills.py lbf rware  # some of them
 
 The runs are short (the stills show what a video looks like, not a trained policy); each writes its run
@@ -24,6 +24,14 @@ COMMANDS = {
     "rware": ["cadp_qmix.py", "--env-id", "rware:rware-tiny-2ag-v2", "--total-timesteps", "5000", *SHORT],
     "mpe2": ["cadp_mappo.py", "--env-id", "mpe2:simple_spread_v3", "--total-timesteps", "20000", *SHORT],
     "smax": ["cadp_qmix.py", "--env-id", "smax:3m", "--total-timesteps", "5000", *SHORT],
+    "gfootball": [
+        "cadp_qmix.py",
+        "--env-id",
+        "gfootball:academy_3_vs_1_with_keeper",
+        "--total-timesteps",
+        "2000",
+        *SHORT,
+    ],
 }
 
 

@@ -2,7 +2,9 @@
 auto-reset bookkeeping, observation features, matrix games and error messages."""
 
 import importlib.util
+import os
 import pickle
+import signal
 import sys
 import types
 
@@ -376,6 +378,8 @@ def test_envs_in_worker_processes_step_as_in_one():
         vec.trace += _trace(vec, np.random.default_rng(1), 30)
     assert len(local.trace) == len(remote.trace)
     assert all(np.array_equal(a, b) for a, b in zip(local.trace, remote.trace))
+    for process in remote._workers._processes:  # Ctrl-C reaches them too: the trainer, not they, stops on it
+        os.kill(process.pid, signal.SIGINT)
     restored = pickle.loads(pickle.dumps(remote))
     rng_a, rng_b = np.random.default_rng(2), np.random.default_rng(2)
     obs_a, *_, avail = remote.step(random_actions(rng_a, remote._avail))
