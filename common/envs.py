@@ -751,7 +751,7 @@ class VecMultiAgentEnv:
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
         if self._workers is not None:
-            self._workers = EnvWorkers(self.env_id, self._env_kwargs, 0, 0, saved=state["_workers"])
+            self._workers = EnvWorkers(self.env_id, self._env_kwargs, count=0, workers=0, saved=state["_workers"])
 
 
 def make_vec_env(

@@ -48,7 +48,6 @@ RELEASE_AGENTS = {"academy_3_vs_1_with_keeper": 3, "academy_counterattack_easy":
 RELEASE_TIME_LIMIT = 150
 REWARDS = ("release", "scoring", "scoring,checkpoints")
 N_ACTIONS = 19  # GRF's default action set
-RESIDENT_BYTES = 60 * 2**20  # one GRF engine (measured: ~55 MiB each), for the memory check
 
 try:
     with warnings.catch_warnings():
@@ -104,6 +103,7 @@ class GFootballEnv:
     has_win = True
     action_mask = "all 19 actions of GRF's default action set are always available"
     render_fps = 10  # GRF steps 1/10 s of game time
+    resident_bytes = 60 * 2**20  # one GRF engine (measured: ~55 MiB each), for common/memory.py's check
 
     def __init__(
         self,
@@ -213,7 +213,6 @@ class GFootballEnv:
             over=self._over,
             engine=engine,
             values=kept,
-            render_fps=self.render_fps,
         )
 
     def __setstate__(self, state):
@@ -225,8 +224,4 @@ class GFootballEnv:
             self.env.reset()
             self.env.unwrapped.set_state(state["engine"])
         config.update(state["values"])  # and the episode count, which that reset moved on
-        self._t, self._over, self.render_fps = state["t"], state["over"], state["render_fps"]
-
-    @property
-    def resident_bytes(self) -> int:
-        return RESIDENT_BYTES
+        self._t, self._over = state["t"], state["over"]
