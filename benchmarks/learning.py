@@ -6,7 +6,7 @@ instead of {advice, no advice}: a label and the script's flags each (ABLATION_AR
 as a subprocess in its own directory, benchmarks/runs/{study}/{job}/ (one torch thread, output in
 log.txt; no checkpoints, except in a study with a checkpoint_interval, such as `smax`, whose
 interrupted jobs continue from their newest checkpoint when the study runs again). After each job,
-the TensorBoard scalars of every finished job go into one CSV, benchmarks/results/learning_{study}.csv,
+the TensorBoard scalars of every finished job go into one CSV, benchmarks/results/learning_{study}.csv.gz,
 listed with their signatures in a manifest beside it, learning_{study}.jobs.json, and
 benchmarks/plot.py redraws the curves and the table. A
 job is finished when its job directory or the manifest says so, with its current signature: a
@@ -29,6 +29,7 @@ import argparse
 import contextlib
 import csv
 import datetime
+import gzip
 import heapq
 import importlib
 import io
@@ -48,6 +49,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from benchmarks.plot import open_csv  # noqa: E402 -- after the path; plot imports matplotlib only when drawing
 
 
 @dataclass(frozen=True)
@@ -617,11 +620,12 @@ def run_ray(jobs: list[Job], job_dirs: dict[Job, Path], workers: int, address: s
 
 # ---- The driver ----------------------------------------------------------------------------------
 def write_atomic(path: Path, text: str) -> None:
-    """Through a temporary file and os.replace: a study killed at any moment leaves the old file or the new one."""
+    """Through a temporary file and os.replace: a study killed at any moment leaves the old file or the new one.
+    A .gz path gets the text gzipped with no time stamp, so that the same rows give the same bytes (no git diff)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temporary, "w", newline="") as f:
-        f.write(text)
+    data = text.encode()
+    temporary.write_bytes(gzip.compress(data, mtime=0) if path.suffix == ".gz" else data)
     os.replace(temporary, path)
 
 
@@ -675,8 +679,10 @@ def collect(jobs: list[Job], job_dirs: dict[Job, Path], csv_path: Path, manifest
     manifest lists the job with its current signature (it finished in another clone). Jobs of the manifest
     that are not among `jobs` (another --seeds) keep their rows as they are."""
     manifest, old_rows = read_manifest(manifest_path), defaultdict(list)
-    if csv_path.exists():
-        with open(csv_path, newline="") as f:
+    legacy_path = csv_path.with_suffix("")  # learning_{study}.csv, as studies wrote it before gzip; replaced here
+    source = csv_path if csv_path.exists() else legacy_path if legacy_path.exists() else None
+    if source is not None:
+        with open_csv(source) as f:
             for row in csv.DictReader(f):
                 old_rows[job_name(row["env_id"], row["algo"], row["seed"])].append([row[c] for c in CSV_COLUMNS])
     entries, rows = {}, []
@@ -706,6 +712,7 @@ def collect(jobs: list[Job], job_dirs: dict[Job, Path], csv_path: Path, manifest
     writer.writerows(rows)
     write_atomic(csv_path, text.getvalue())  # the rows first, then the manifest that vouches for them
     write_atomic(manifest_path, json.dumps(entries, indent=1) + "\n")
+    legacy_path.unlink(missing_ok=True)
     return len(rows)
 
 
@@ -754,7 +761,7 @@ def main(argv: list[str] | None = None) -> int:
     job_dirs = {job: args.runs_dir / args.study / job.name for job in all_jobs}
     if not (STUDIES[args.study].arms or STUDIES[args.study].plan):  # those keep their order: a stopped one is balanced
         jobs.sort(key=Job.rough_seconds, reverse=True)  # longest first
-    csv_path = args.results_dir / f"learning_{args.study}.csv"
+    csv_path = args.results_dir / f"learning_{args.study}.csv.gz"
     manifest_path = args.results_dir / f"learning_{args.study}.jobs.json"
     manifest = read_manifest(manifest_path)
     todo = [job for job in jobs if not is_finished(job, job_dirs[job], manifest)]

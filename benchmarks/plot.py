@@ -1,7 +1,7 @@
 """Learning curves and a results table from a study CSV written by benchmarks/learning.py.
 
-    python benchmarks/plot.py benchmarks/results/learning_lbf.csv
-    python benchmarks/plot.py benchmarks/results/learning_ablation.csv --planned 120
+    python benchmarks/plot.py benchmarks/results/learning_lbf.csv.gz
+    python benchmarks/plot.py benchmarks/results/learning_ablation.csv.gz --planned 120
 
 Beside the CSV it writes, for each env id and algorithm family (QMIX, VDN, MAPPO), one PNG
 `learning_{study}_{env}_{family}.png` of the evaluation returns against env steps and against wall
@@ -18,6 +18,7 @@ of the two advice-off baselines: see ablation_table.
 
 import argparse
 import csv
+import gzip
 import json
 import os
 import re
@@ -83,10 +84,22 @@ def mean_ci(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, t_975(n - 1) * samples.std(axis=0, ddof=1) / np.sqrt(n)
 
 
+def open_csv(path: Path, mode: str = "rt"):
+    """A study CSV as text: gzipped when its name ends in .gz (learning.py writes it so: its rows repeat the
+    run's env id, algo and tag, which gzip shrinks about 11x; pandas.read_csv reads it as it is)."""
+    path = Path(path)
+    return gzip.open(path, mode, newline="") if path.suffix == ".gz" else open(path, mode, newline="")
+
+
+def study_of(csv_path: Path) -> str:
+    """learning_{study}.csv.gz (or .csv) -> study."""
+    return Path(csv_path).name.removesuffix(".gz").removesuffix(".csv").removeprefix("learning_")
+
+
 def read_runs(csv_path: Path) -> dict:
     """{(env_id, algo): {tag: {seed: (steps, wall_time_s, values)}}}, each series sorted by step."""
     series = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
-    with open(csv_path, newline="") as f:
+    with open_csv(csv_path) as f:
         for row in csv.DictReader(f):
             series[row["env_id"], row["algo"]][row["tag"]][int(row["seed"])].append(
                 (int(row["step"]), float(row["wall_time_s"]), float(row["value"]))
@@ -285,7 +298,7 @@ def read_breakpoints(csv_path: Path) -> dict:
     """{(env_id, algo, seed): the step after which pruning is on, None if never} from the flags in the
     signatures of the study's manifest (learning_{study}.jobs.json beside the CSV, by benchmarks/learning.py)."""
     try:
-        manifest = json.loads(csv_path.with_name(f"{csv_path.stem}.jobs.json").read_text())
+        manifest = json.loads(csv_path.with_name(f"learning_{study_of(csv_path)}.jobs.json").read_text())
     except (OSError, ValueError):
         return {}
     found = {}
@@ -487,7 +500,7 @@ def make_report(csv_path: Path, machine: str | None = None, planned: int | None 
     """The PNGs and the markdown table of a study CSV, beside it; returns their paths. `planned`: the
     study's number of runs, which an ablation's table states beside the number in the CSV."""
     csv_path = Path(csv_path)
-    study = csv_path.stem.removeprefix("learning_")
+    study = study_of(csv_path)
     machine = machine or f"{os.cpu_count()} CPU cores, one torch thread per run"
     runs = read_runs(csv_path)
     written = []
@@ -516,7 +529,7 @@ def make_report(csv_path: Path, machine: str | None = None, planned: int | None 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("csv", type=Path, help="benchmarks/results/learning_{study}.csv")
+    parser.add_argument("csv", type=Path, help="benchmarks/results/learning_{study}.csv.gz (or .csv)")
     parser.add_argument("--machine", help="the machine, as the table states it (default: this one's CPU count)")
     parser.add_argument("--planned", type=int, help="the study's number of runs, for an ablation's table")
     args = parser.parse_args()

@@ -4,6 +4,7 @@ the statistics that the plots and the table show, against numbers computed by ha
 its arms, a study stopped and resumed in a fresh clone (results/ only), its paired differences."""
 
 import csv
+import gzip
 import hashlib
 import importlib.util
 import json
@@ -29,7 +30,7 @@ ADVICE_TAGS = {"charts/self_attention_weight", "charts/prune_coef"}  # logged by
 
 
 def read_csv(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
+    with plot.open_csv(path) as f:
         return list(csv.DictReader(f))
 
 
@@ -104,7 +105,7 @@ def test_smoke_study_runs_in_the_process_pool_collects_plots_and_resumes(tmp_pat
     result = run_script("benchmarks/learning", tmp_path, *flags, timeout=240)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "2 jobs, 0 already finished, running 2 on 2 workers" in result.stdout
-    csv_path = tmp_path / "results" / "learning_smoke.csv"
+    csv_path = tmp_path / "results" / "learning_smoke.csv.gz"
     rows = check_study_csv(csv_path, {"cadp_qmix", "qmix"})
     assert (tmp_path / "results" / "learning_smoke_matrix-two_step_qmix.png").read_bytes()[:4] == b"\x89PNG"
     assert "| cadp_qmix | 1 | 200 |" in (tmp_path / "results" / "learning_smoke.md").read_text()
@@ -138,7 +139,7 @@ def test_smoke_study_runs_as_tasks_of_a_local_ray(tmp_path):
     result = run_script("benchmarks/learning", tmp_path, *flags, timeout=600)  # Ray starts slowly on a loaded machine
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "running 2 on Ray" in result.stdout
-    check_study_csv(tmp_path / "results" / "learning_smoke.csv", {"cadp_qmix", "qmix"})
+    check_study_csv(tmp_path / "results" / "learning_smoke.csv.gz", {"cadp_qmix", "qmix"})
 
 
 def test_a_failing_script_job_is_reported_with_its_log_and_the_study_exits_non_zero(tmp_path, monkeypatch, capsys):
@@ -252,7 +253,7 @@ def test_peer_jobs_call_run_learning_with_their_counterparts_budget(tmp_path, mo
         ("qmix", "matrix:two_step", 2, 200, 100, 2),
     ]
 
-    rows = read_csv(tmp_path / "results" / "learning_peers.csv")
+    rows = read_csv(tmp_path / "results" / "learning_peers.csv.gz")
     assert {(row["algo"], row["seed"]) for row in rows} == {("peer_qmix", "1"), ("peer_qmix", "2"), ("peer_mappo", "1")}
     assert {(row["script"], row["advice"], row["tag"]) for row in rows} == {
         ("peer", "false", "eval/decentralized_episodic_return")
@@ -498,7 +499,7 @@ def fake_ablation_job(calls: list, csv_path: Path, stop_at: int | None = None):
 
 
 def test_a_stopped_ablation_keeps_its_finished_jobs_and_resumes_in_a_fresh_clone(tmp_path, monkeypatch, capsys):
-    csv_path = tmp_path / "results" / "learning_ablation-smoke.csv"
+    csv_path = tmp_path / "results" / "learning_ablation-smoke.csv.gz"
     manifest_path = tmp_path / "results" / "learning_ablation-smoke.jobs.json"
     names = [job.name for job in learning.expand("ablation-smoke")]
     flags = study_flags(tmp_path, "--study", "ablation-smoke", "--workers", "1")
@@ -519,8 +520,12 @@ def test_a_stopped_ablation_keeps_its_finished_jobs_and_resumes_in_a_fresh_clone
     assert "Runs in: 2 of 4 planned" in (tmp_path / "results" / "learning_ablation-smoke.md").read_text()
     assert not list(tmp_path.glob("results/.*"))  # no temporary file left behind
 
-    # a fresh clone: results/ only. The dry run and the study know what finished from the manifest
+    # a fresh clone: results/ only, its CSV as studies wrote it before gzip (plain, learning_{study}.csv).
+    # The dry run and the study know what finished from the manifest; the study replaces the plain CSV
     shutil.rmtree(tmp_path / "runs")
+    legacy_path = csv_path.with_suffix("")
+    legacy_path.write_bytes(gzip.decompress(csv_path.read_bytes()))
+    csv_path.unlink()
     capsys.readouterr()
     assert learning.main([*flags, "--dry-run"]) == 0
     out = capsys.readouterr().out.splitlines()
@@ -533,7 +538,9 @@ def test_a_stopped_ablation_keeps_its_finished_jobs_and_resumes_in_a_fresh_clone
     assert calls == names[2:] and "warning: the report failed (ZeroDivisionError" in capsys.readouterr().err
     assert list(json.loads(manifest_path.read_text())) == names
     resumed = read_csv(csv_path)
-    assert resumed[: len(rows)] == rows  # the first two jobs' rows, kept from the CSV
+    assert resumed[: len(rows)] == rows and not legacy_path.exists()  # the first two jobs' rows, kept from the CSV
+    gzipped = csv_path.read_bytes()
+    assert learning.main(flags) == 0 and csv_path.read_bytes() == gzipped  # the same rows, the same bytes: no diff
     assert {row["algo"] for row in resumed} == {"qmix_rnn", "cadp_qmix_post_gru", "mappo_rnn", "cadp_mappo_post_gru"}
 
     # other seeds add to the study; a job whose signature changed loses its rows, and runs again
@@ -560,7 +567,7 @@ def test_ablation_smoke_study_runs_in_the_process_pool_and_survives_a_fresh_clon
     result = run_script("benchmarks/learning", tmp_path, *flags, "--only", "qmix", timeout=240)  # the QMIX arms
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "4 jobs" not in result.stdout and "2 jobs, 0 already finished, running 2 on 2 workers" in result.stdout
-    qmix_rows = read_csv(results / "learning_ablation-smoke.csv")
+    qmix_rows = read_csv(results / "learning_ablation-smoke.csv.gz")
     assert {row["algo"] for row in qmix_rows} == {"qmix_rnn", "cadp_qmix_post_gru"}
     for algo, advice in (("qmix_rnn", "false"), ("cadp_qmix_post_gru", "true")):
         mine = [row for row in qmix_rows if row["algo"] == algo]
@@ -572,7 +579,7 @@ def test_ablation_smoke_study_runs_in_the_process_pool_and_survives_a_fresh_clon
     result = run_script("benchmarks/learning", tmp_path, *flags, timeout=240)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "4 jobs, 2 already finished, running 2 on 2 workers" in result.stdout
-    rows = read_csv(results / "learning_ablation-smoke.csv")
+    rows = read_csv(results / "learning_ablation-smoke.csv.gz")
     assert rows[: len(qmix_rows)] == qmix_rows
     assert {row["algo"] for row in rows} == {"qmix_rnn", "cadp_qmix_post_gru", "mappo_rnn", "cadp_mappo_post_gru"}
     assert ADVICE_TAGS <= {row["tag"] for row in rows if row["algo"] == "cadp_mappo_post_gru"}
@@ -632,7 +639,7 @@ def write_ablation_csv(path: Path) -> None:
         for step, value in zip((20, 40, 60, 80, 100), (0, 0, 0, 0.5, 0.5))
         for tag in ("charts/prune_coef", "charts/self_attention_weight")
     ]
-    with open(path, "w", newline="") as f:
+    with plot.open_csv(path, "wt") as f:
         writer = csv.writer(f)
         writer.writerow(learning.CSV_COLUMNS)
         for algo, seed, tag, step, value in rows:
@@ -669,7 +676,9 @@ def write_ablation_csv(path: Path) -> None:
 
 
 def test_the_ablation_report_gives_the_paired_differences_computed_by_hand(tmp_path):
-    csv_path = tmp_path / "learning_ablation.csv"
+    csv_path = (
+        tmp_path / "learning_ablation.csv.gz"
+    )  # as the study writes it; the manifest is learning_ablation.jobs.json
     write_ablation_csv(csv_path)
     written = plot.make_report(csv_path, machine="a test machine", planned=20)
     assert [path.name for path in written] == ["learning_ablation_x-y_qmix.png", "learning_ablation.md"]
