@@ -8,7 +8,9 @@ Beside the CSV it writes, for each env id and algorithm family (QMIX, VDN, MAPPO
 time: CADP(C) and CADP(D) of the advice runs, the advice-off baseline and the peer
 (pymarlzooplus), each the mean over seeds with its 95% confidence interval (Student t, the seeds
 as samples). The baseline and the peer are one network, so their decentralized return is their
-only one. And `learning_{study}.md`: final and best returns per env id and algorithm.
+only one. Where the env reports wins (SMAX, GRF), a second row: the win rates, and CADP's
+self-attention weight through pruning. And `learning_{study}.md`: final and best returns (and win
+rates) per env id and algorithm, and each CADP script against its advice-off run, paired by seed.
 
 An ablation study (its algos are arms: `qmix_rnn`, `cadp_qmix_post_gru`, ...) gets, per env id and base
 algorithm, a PNG of CADP(D), CADP(C), the training return and the self-attention weight per arm, and
@@ -155,17 +157,23 @@ def seeds_label(per_seed: dict) -> str:
     return f"{len(per_seed)} seed" + ("s" if len(per_seed) > 1 else "")
 
 
-def plot_family(runs: dict, env_id: str, family: str, title: str, path: Path) -> bool:
-    """One PNG, two panels: eval return against env steps and against wall time. False if nothing to draw."""
+def plot_family(runs: dict, env_id: str, family: str, title: str, path: Path, breakpoints: dict | None = None) -> bool:
+    """One PNG: eval return against env steps and against wall time; where the env reports wins, a second
+    row with the win rates against env steps and CADP's self-attention weight through pruning (dotted: the
+    breakpoints). False if nothing to draw."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(11, 4.2), dpi=100, layout="constrained")
+    wins = any(DECENTRALIZED_WINS in runs.get((env_id, algo), {}) for _, algo, *_ in curve_specs(family))
+    figure = Figure(figsize=(11, 8.4 if wins else 4.2), dpi=100, layout="constrained")
     FigureCanvasAgg(figure)
-    by_steps, by_time = figure.subplots(1, 2, sharey=True)
+    axes = figure.subplots(2 if wins else 1, 2, squeeze=False)
+    by_steps, by_time = axes[0]
+    axes[0][0].sharey(axes[0][1])
     drawn = 0
     for label, algo, tag, colour, style in curve_specs(family):
-        per_seed = runs.get((env_id, algo), {}).get(tag)
+        tags = runs.get((env_id, algo), {})
+        per_seed = tags.get(tag)
         if not per_seed:
             continue
         steps, wall, values = align(per_seed)
@@ -176,12 +184,30 @@ def plot_family(runs: dict, env_id: str, family: str, title: str, path: Path) ->
         for ax, x in ((by_steps, steps), (by_time, minutes)):
             draw_curve(ax, x, mean, half, f"{label}, {seeds_label(per_seed)}", colour, style)
         drawn += 1
+        win_tag = CENTRALIZED_WINS if tag == CENTRALIZED else DECENTRALIZED_WINS
+        if wins and tags.get(win_tag):
+            steps, _, values = align(tags[win_tag])
+            draw_curve(axes[1][0], steps, *mean_ci(values), label, colour, style)
+        if wins and tag == DECENTRALIZED and tags.get(SELF_WEIGHT):
+            steps, _, values = align(tags[SELF_WEIGHT])
+            draw_curve(axes[1][1], steps, *mean_ci(values), label.removesuffix("(D)"), colour, style, None)
+            for seed in tags[SELF_WEIGHT]:
+                step = breakpoint_step(runs, breakpoints or {}, env_id, algo, seed)
+                if step is not None:
+                    axes[1][1].axvline(step, color="black", linestyle=":", linewidth=1)
     if not drawn:
         return False
     by_steps.set_xlabel("environment steps")
     by_steps.set_ylabel("evaluation return (mean, 95% CI)")
     by_time.set_xlabel("wall time (minutes, mean over seeds)")
-    for ax in (by_steps, by_time):
+    if wins:
+        axes[1][0].set_xlabel("environment steps")
+        axes[1][0].set_ylabel("evaluation win rate (mean, 95% CI)")
+        axes[1][0].set_ylim(-0.03, 1.03)  # a rate: a wide CI band says enough inside [0, 1]
+        axes[1][1].set_xlabel("environment steps")
+        axes[1][1].set_ylabel("self-attention weight c_ii (training)")
+        axes[1][1].set_title("dotted: the breakpoint, where pruning starts", fontsize=9)
+    for ax in axes.ravel():
         ax.grid(alpha=0.3)
     by_steps.legend(fontsize=8)
     figure.suptitle(title, fontsize=10)
@@ -209,12 +235,16 @@ def fmt(stat: tuple[float, float, int] | None) -> str:
     return f"{mean:.3f} ± {half:.3f}" if n > 1 else f"{mean:.3f}"
 
 
-def table(runs: dict, study: str, machine: str) -> str:
+def table(runs: dict, study: str, machine: str, planned: int | None = None, breakpoints: dict | None = None) -> str:
+    count = len(
+        {(env, algo, seed) for (env, algo), tags in runs.items() for per_seed in tags.values() for seed in per_seed}
+    )
     lines = [
         f"# Learning study `{study}`",
         "",
         (
-            "Evaluation return, mean ± 95% confidence interval over seeds (Student t, the seeds as samples): "
+            (f"Runs in: {count} of {planned} planned. " if planned else "")
+            + "Evaluation return, mean ± 95% confidence interval over seeds (Student t, the seeds as samples): "
             "at the last evaluation (final) and the best evaluation of each run (max). (D) is the decentralized "
             "model, which sees only each agent's own observation: CADP(D), and the no-advice baselines and "
             "the peer, whose centralized and decentralized models are one network; (C) is CADP with full "
@@ -224,16 +254,16 @@ def table(runs: dict, study: str, machine: str) -> str:
         "",
     ]
     for env_id in sorted({env for env, _ in runs}):
+        algos = sorted(
+            {algo for env, algo in runs if env == env_id},
+            key=lambda a: (ALGO_ORDER.index(a) if a in ALGO_ORDER else len(ALGO_ORDER), a),
+        )
         lines += [
             f"## {env_id}",
             "",
             "| algorithm | seeds | steps | final (D) | max (D) | final (C) | wall time |",
             "|---|---|---|---|---|---|---|",
         ]
-        algos = sorted(
-            {algo for env, algo in runs if env == env_id},
-            key=lambda a: (ALGO_ORDER.index(a) if a in ALGO_ORDER else len(ALGO_ORDER), a),
-        )
         for algo in algos:
             tags = runs[env_id, algo]
             decentralized, centralized = tags.get(DECENTRALIZED), tags.get(CENTRALIZED)
@@ -253,7 +283,69 @@ def table(runs: dict, study: str, machine: str) -> str:
             ]
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
+        if any(DECENTRALIZED_WINS in runs[env_id, algo] for algo in algos):
+            lines += [
+                "Win rate (as the env reports it: SMAX a battle won, GRF a goal scored):",
+                "",
+                "| algorithm | seeds | final (D) | max (D) | final (C) | max (C) |",
+                "|---|---|---|---|---|---|",
+            ]
+            for algo in algos:
+                tags = runs[env_id, algo]
+                d_wins = tags.get(DECENTRALIZED_WINS)
+                c_wins = tags.get(CENTRALIZED_WINS) if algo.startswith("cadp_") else None
+                row = [
+                    algo,
+                    str(len(d_wins or {})),
+                    fmt(summarize(d_wins, lambda v: v[-1]) if d_wins else None),
+                    fmt(summarize(d_wins, np.max) if d_wins else None),
+                    fmt(summarize(c_wins, lambda v: v[-1]) if c_wins else None),
+                    fmt(summarize(c_wins, np.max) if c_wins else None),
+                ]
+                lines.append("| " + " | ".join(row) + " |")
+            lines.append("")
+        lines += paired_section(runs, breakpoints or {}, env_id, algos)
     return "\n".join(lines)
+
+
+def paired_section(runs: dict, breakpoints: dict, env_id: str, algos: list[str]) -> list[str]:
+    """Each CADP script against its own advice-off run, seed by seed (they evaluate on the same episodes):
+    CADP(C) at the breakpoint minus the baseline at that step, and final CADP(D) minus final baseline."""
+    rows = []
+    for algo in algos:
+        base = algo.removeprefix("cadp_")
+        if not algo.startswith("cadp_") or base not in algos:
+            continue
+        for metric, d_tag, c_tag in (
+            ("return", DECENTRALIZED, CENTRALIZED),
+            ("win rate", DECENTRALIZED_WINS, CENTRALIZED_WINS),
+        ):
+            cadp, reference = runs[env_id, algo], runs[env_id, base].get(d_tag, {})
+            if d_tag not in cadp or not reference:
+                continue
+            before = []
+            for seed, series in cadp.get(c_tag, {}).items():
+                point = at_or_before(series, breakpoint_step(runs, breakpoints, env_id, algo, seed))
+                if seed in reference and point:
+                    step, value = point
+                    before.append(value - float(np.interp(step, reference[seed][0], reference[seed][2])))
+            after = [
+                float(values[-1]) - float(reference[seed][2][-1])
+                for seed, (_, _, values) in cadp[d_tag].items()
+                if seed in reference
+            ]
+            rows.append(f"| `{algo}` − `{base}` | {metric} | {fmt_n(stat(before))} | {fmt_n(stat(after))} |")
+    if not rows:
+        return []
+    return [
+        "Paired by seed (a CADP run and its advice-off run with the same seed play the same evaluation "
+        "episodes): mean ± 95% CI over the seeds both have (n).",
+        "",
+        "| comparison | metric | (C) at the breakpoint − baseline at that step | final (D) − final baseline |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 # ---- An ablation study: the arms of one base algorithm ---------------------------------------------
@@ -498,14 +590,14 @@ def safe_name(env_id: str) -> str:
 
 def make_report(csv_path: Path, machine: str | None = None, planned: int | None = None) -> list[Path]:
     """The PNGs and the markdown table of a study CSV, beside it; returns their paths. `planned`: the
-    study's number of runs, which an ablation's table states beside the number in the CSV."""
+    study's number of runs, which the table states beside the number in the CSV."""
     csv_path = Path(csv_path)
     study = study_of(csv_path)
     machine = machine or f"{os.cpu_count()} CPU cores, one torch thread per run"
     runs = read_runs(csv_path)
+    breakpoints = read_breakpoints(csv_path)
     written = []
     if any(arm_of(algo) for _, algo in runs):
-        breakpoints = read_breakpoints(csv_path)
         for env_id in sorted({env for env, _ in runs}):
             safe_env = safe_name(env_id)
             for base in bases_of(runs, env_id):
@@ -520,10 +612,11 @@ def make_report(csv_path: Path, machine: str | None = None, planned: int | None 
         safe_env = safe_name(env_id)
         for family in sorted({family_of(algo) for env, algo in runs if env == env_id}):
             path = csv_path.with_name(f"learning_{study}_{safe_env}_{family}.png")
-            if plot_family(runs, env_id, family, f"{env_id}: {family.upper()} family, study {study}", path):
+            title = f"{env_id}: {family.upper()} family, study {study}"
+            if plot_family(runs, env_id, family, title, path, breakpoints):
                 written.append(path)
     table_path = csv_path.with_name(f"learning_{study}.md")
-    table_path.write_text(table(runs, study, machine))
+    table_path.write_text(table(runs, study, machine, planned, breakpoints))
     return written + [table_path]
 
 
@@ -531,7 +624,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("csv", type=Path, help="benchmarks/results/learning_{study}.csv.gz (or .csv)")
     parser.add_argument("--machine", help="the machine, as the table states it (default: this one's CPU count)")
-    parser.add_argument("--planned", type=int, help="the study's number of runs, for an ablation's table")
+    parser.add_argument(
+        "--planned", type=int, help="the study's number of runs, which the table states beside those in the CSV"
+    )
     args = parser.parse_args()
     for path in make_report(args.csv, args.machine, args.planned):
         print(f"written {path}")

@@ -371,6 +371,60 @@ def test_plot_writes_the_curves_and_a_table_of_mean_and_95_ci_over_seeds(tmp_pat
     assert "| peer_qmix | 2 | 110 | 15.500 ± 57.177 | 15.500 ± 57.177 |  | 42 s |" in table
     assert table.index("| cadp_qmix |") < table.index("| qmix |") < table.index("| peer_qmix |")
 
+    # paired by seed (1 and 2): final (D) 1-1, 2-3; no breakpoint known: (C) at the last eval, 2-1, 2-3
+    assert "| `cadp_qmix` − `qmix` | return | 0.000 ± 12.706 (2) | -0.500 ± 6.353 (2) |" in table
+    assert "Win rate" not in table  # this env reports no wins
+
+
+def test_a_study_with_wins_plots_and_tables_the_win_rates_and_pairs_them_at_the_breakpoint(tmp_path):
+    csv_path = tmp_path / "learning_wins.csv.gz"
+    curves = {  # (algo, tag, seed): values at steps 0, 50, 100
+        ("cadp_qmix", plot.DECENTRALIZED, 1): [0, 1, 2],
+        ("cadp_qmix", plot.DECENTRALIZED, 2): [0, 1, 4],
+        ("cadp_qmix", plot.CENTRALIZED, 1): [0, 2, 2],
+        ("cadp_qmix", plot.CENTRALIZED, 2): [0, 2, 4],
+        ("cadp_qmix", plot.DECENTRALIZED_WINS, 1): [0.0, 0.25, 0.5],
+        ("cadp_qmix", plot.DECENTRALIZED_WINS, 2): [0.0, 0.5, 0.75],
+        ("cadp_qmix", plot.CENTRALIZED_WINS, 1): [0.0, 0.75, 0.5],
+        ("cadp_qmix", plot.CENTRALIZED_WINS, 2): [0.0, 0.75, 0.75],
+        ("cadp_qmix", plot.SELF_WEIGHT, 1): [0.5, 0.5, 0.9],
+        ("cadp_qmix", plot.SELF_WEIGHT, 2): [0.5, 0.5, 0.9],
+        ("qmix", plot.DECENTRALIZED, 1): [0, 1, 1],
+        ("qmix", plot.DECENTRALIZED, 2): [0, 1, 3],
+        ("qmix", plot.DECENTRALIZED_WINS, 1): [0.0, 0.25, 0.25],
+        ("qmix", plot.DECENTRALIZED_WINS, 2): [0.0, 0.25, 0.25],
+    }
+    with plot.open_csv(csv_path, "wt") as f:
+        writer = csv.writer(f)
+        writer.writerow(learning.CSV_COLUMNS)
+        for (algo, tag, seed), values in curves.items():
+            for step, value in zip((0, 50, 100), values):
+                writer.writerow(["wins", "x:y", algo, "cadp_qmix", algo == "cadp_qmix", seed, tag, step, step, value])
+    manifest = {  # pruning from step 60 of 100: (C) at the breakpoint is the eval at 50
+        f"x-y__cadp_qmix__{seed}": {
+            "signature": json.dumps(
+                ["cadp_qmix.py", "--env-id", "x:y", "--seed", str(seed), "--total-timesteps", "100"]
+                + ["--prune-start-fraction", "0.6"]
+            ),
+            "finished": True,
+        }
+        for seed in (1, 2)
+    }
+    (tmp_path / "learning_wins.jobs.json").write_text(json.dumps(manifest))
+    written = plot.make_report(csv_path, machine="m", planned=6)
+    assert [path.name for path in written] == ["learning_wins_x-y_qmix.png", "learning_wins.md"]
+    png = written[0].read_bytes()
+    assert png[:4] == b"\x89PNG" and int.from_bytes(png[20:24], "big") == 840  # two rows: returns; wins, c_ii
+    table = written[1].read_text()
+    assert "Runs in: 4 of 6 planned." in table
+    # win rates: final (D) 0.5, 0.75 (sd 0.177, t(1) = 12.706 -> 1.588); max (C) 0.75, 0.75
+    assert "| cadp_qmix | 2 | 0.625 ± 1.588 | 0.625 ± 1.588 | 0.625 ± 1.588 | 0.750 ± 0.000 |" in table
+    assert "| qmix | 2 | 0.250 ± 0.000 | 0.250 ± 0.000 |  |  |" in table
+    # (C) at step 50 minus qmix at 50: 2-1, 2-1; final (D): 2-1, 4-3
+    assert "| `cadp_qmix` − `qmix` | return | 1.000 ± 0.000 (2) | 1.000 ± 0.000 (2) |" in table
+    # win rates at 50: 0.75-0.25 twice; final: 0.5-0.25, 0.75-0.25 (sd 0.177 -> 1.588)
+    assert "| `cadp_qmix` − `qmix` | win rate | 0.500 ± 0.000 (2) | 0.375 ± 1.588 (2) |" in table
+
 
 # ---- The ablation ---------------------------------------------------------------------------------
 ARM_FLAGS = {  # the flags after the budget's, by arm
