@@ -245,9 +245,11 @@ ROUGH_SPS = {
     "peer_vdn": 1_300,
     "peer_mappo": 4_800,
 }
-# SMAX 5m_vs_6m (a 1.05M-step CADP-QMIX run took about two hours on one core, plain QMIX about half); MAPPO
-# there: not measured yet, the LBF figure above
-ROUGH_SPS_SMAX = {"cadp_qmix": 145, "cadp_vdn": 145, "qmix": 290, "vdn": 290}
+# SMAX 5m_vs_6m, 2 runs on 2 cores (the smax study's first runs: CADP-QMIX 107-120 SPS, QMIX 270-290; MAPPO with
+# the release's 10 epochs, 40k steps beside two runs: CADP 374, plain 520 env steps/s, scaled by 3/2)
+ROUGH_SPS_SMAX = {"cadp_qmix": 120, "cadp_vdn": 120, "qmix": 280, "vdn": 280, "cadp_mappo": 520, "mappo": 740}
+# maps slower than the family's figure: 3s5z_vs_3s6z's 8 agents (15k steps beside two runs: CADP-QMIX 62, QMIX 127)
+ROUGH_SPS_MAPS = {"smax:3s5z_vs_3s6z": {"cadp_qmix": 75, "cadp_vdn": 75, "qmix": 150, "vdn": 150}}
 # GRF 3-vs-1 (benchmarks/results/gfootball_throughput.csv: cadp_qmix.py 130 steps/s alone on 2 cores, 62 beside 2 runs)
 ROUGH_SPS_GRF = {"cadp_qmix": 60, "qmix": 70}
 # besides every eval/ tag; the last three are logged by advice runs (pruning) and on envs with wins
@@ -321,7 +323,7 @@ class Job:
 
     def rough_seconds(self) -> float:
         family_speeds = {"smax": ROUGH_SPS_SMAX, "gfootball": ROUGH_SPS_GRF}.get(env_family(self.env_id), {})
-        speeds = {**ROUGH_SPS, **family_speeds}
+        speeds = {**ROUGH_SPS, **family_speeds, **ROUGH_SPS_MAPS.get(self.env_id, {})}
         return self.budget.total_timesteps / speeds.get(self.algo, speeds.get(self.script, 1_000))
 
 
@@ -780,7 +782,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{len(jobs)} jobs: {len(jobs) - len(todo)} finished, {len(todo)} to run, {steps:,} env steps; roughly "
             f"{makespan([job.rough_seconds() for job in todo], args.workers) / 3600:.1f} h on {args.workers} workers "
-            "(speeds measured on LBF with 2 runs per 2 cores; others may differ)"
+            "(from speeds measured with 2 runs per 2 cores: ROUGH_SPS in benchmarks/learning.py)"
         )
         return 0
 
