@@ -118,27 +118,34 @@ ABLATION_PRUNE_START = "0.67"
 
 # The paper's SMAC experiment on SMAX (`--study smax`), with the release's schedules: epsilon over 50k
 # steps on 5m_vs_6m and 500k on 3s5z_vs_3s6z; pruning from 700k of 1.05M and 3M of 4M steps for QMIX and
-# VDN; MAPPO as the release's 5m_vs_6m script (10M steps, pruning from 6M, clip 0.05, 10 epochs).
+# VDN; MAPPO as the release's 5m_vs_6m script (10M steps, pruning from 6M, clip 0.05, 10 epochs on rollouts of
+# 8 envs x 400 steps in one minibatch).
 # Checkpoints every SMAX_CHECKPOINT_INTERVAL steps, so an interrupted run continues where it stopped.
 SMAX_5M = "smax:5m_vs_6m"
 SMAX_3S5Z = "smax:3s5z_vs_3s6z"
+# QMIX/VDN checkpoints hold the replay buffer (1.8 GiB on 5m_vs_6m, 4.2 GiB on 3s5z_vs_3s6z; the scripts' default
+# leaves it out above 512 MiB), so that a run stopped and continued is the run it would have been uninterrupted
+SMAX_Q_CHECKPOINT = ("--checkpoint-buffer-max-mb", "8192")
 SMAX_Q_5M = Budget(
     total_timesteps=1_050_000,
     eval_interval=20_000,
     eval_episodes=32,
-    flags=("--exploration-steps", "50000", "--prune-start-fraction", "0.6667"),
+    flags=("--exploration-steps", "50000", "--prune-start-fraction", "0.6667", *SMAX_Q_CHECKPOINT),
 )
 SMAX_Q_3S5Z = Budget(
     total_timesteps=4_000_000,
     eval_interval=50_000,
     eval_episodes=32,
-    flags=("--exploration-steps", "500000", "--prune-start-fraction", "0.75"),
+    flags=("--exploration-steps", "500000", "--prune-start-fraction", "0.75", *SMAX_Q_CHECKPOINT),
 )
 SMAX_PPO_5M = Budget(
     total_timesteps=10_000_000,
     eval_interval=100_000,
     eval_episodes=32,
-    flags=("--prune-start-fraction", "0.6", "--clip-coef", "0.05", "--update-epochs", "10"),
+    flags=(
+        *("--prune-start-fraction", "0.6", "--clip-coef", "0.05", "--update-epochs", "10"),
+        *("--num-envs", "8", "--num-steps", "400", "--num-minibatches", "1"),
+    ),
 )
 SMAX_BUDGETS: dict[tuple[str, str], Budget] = {
     ("cadp_qmix", SMAX_5M): SMAX_Q_5M,
@@ -246,8 +253,8 @@ ROUGH_SPS = {
     "peer_mappo": 4_800,
 }
 # SMAX 5m_vs_6m, 2 runs on 2 cores (the smax study's first runs: CADP-QMIX 107-120 SPS, QMIX 270-290; MAPPO with
-# the release's 10 epochs, 40k steps beside two runs: CADP 374, plain 520 env steps/s, scaled by 3/2)
-ROUGH_SPS_SMAX = {"cadp_qmix": 120, "cadp_vdn": 120, "qmix": 280, "vdn": 280, "cadp_mappo": 520, "mappo": 740}
+# the release's rollouts and 10 epochs, 48k steps beside two runs: CADP 322, plain 436 env steps/s, scaled by 3/2)
+ROUGH_SPS_SMAX = {"cadp_qmix": 120, "cadp_vdn": 120, "qmix": 280, "vdn": 280, "cadp_mappo": 480, "mappo": 650}
 # maps slower than the family's figure: 3s5z_vs_3s6z's 8 agents (15k steps beside two runs: CADP-QMIX 62, QMIX 127)
 ROUGH_SPS_MAPS = {"smax:3s5z_vs_3s6z": {"cadp_qmix": 75, "cadp_vdn": 75, "qmix": 150, "vdn": 150}}
 # GRF 3-vs-1 (benchmarks/results/gfootball_throughput.csv: cadp_qmix.py 130 steps/s alone on 2 cores, 62 beside 2 runs)
@@ -263,6 +270,11 @@ KEPT_TAGS = (
 TRAINING_POINTS = 200  # charts/ tags: the mean over at most this many step bins per run, to keep the CSV small
 CSV_COLUMNS = ["study", "env_id", "algo", "script", "advice", "seed", "tag", "step", "wall_time_s", "value"]
 PEER = "peer"
+
+
+# flags (with a value) that say how a run's checkpoints are stored, not what it computes: left out of the
+# signature, so that a study can change them without redoing the runs it has
+STORAGE_FLAGS = ("--checkpoint-buffer-max-mb",)
 
 
 @dataclass(frozen=True)
@@ -319,7 +331,11 @@ class Job:
                     b.eval_episodes,
                 ]
             )
-        return json.dumps([f"{self.script}.py", *self.flags()])
+        flags = self.flags()
+        for flag in STORAGE_FLAGS:
+            if flag in flags:
+                del flags[flags.index(flag) : flags.index(flag) + 2]
+        return json.dumps([f"{self.script}.py", *flags])
 
     def rough_seconds(self) -> float:
         family_speeds = {"smax": ROUGH_SPS_SMAX, "gfootball": ROUGH_SPS_GRF}.get(env_family(self.env_id), {})

@@ -463,6 +463,12 @@ def test_the_smax_study_runs_the_papers_items_in_order_with_the_release_schedule
         assert ("--exploration-steps" in job.flags()) == (epsilon is not None)
         if epsilon:
             assert flag(job, "--exploration-steps") == epsilon
+            # the replay buffer goes into the checkpoints, so a continued run is the uninterrupted one; a storage
+            # flag, not part of what the run computes: not in the signature
+            assert flag(job, "--checkpoint-buffer-max-mb") == "8192"
+            assert "--checkpoint-buffer-max-mb" not in job.signature() and "--exploration-steps" in job.signature()
+        if job.script == "cadp_mappo":  # the release's rollouts: 8 envs x 400 steps, one minibatch
+            assert [flag(job, name) for name in ("--num-envs", "--num-steps", "--num-minibatches")] == ["8", "400", "1"]
     assert [job.seed for job in learning.expand("smax", seeds=[7])[::2]] == [7] * 4  # one per item's (env, script)
     assert (
         learning.main(["--study", "smax", "--dry-run", "--runs-dir", "/nonexistent", "--results-dir", "/nonexistent"])
