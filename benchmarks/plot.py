@@ -191,10 +191,9 @@ def plot_family(runs: dict, env_id: str, family: str, title: str, path: Path, br
         if wins and tag == DECENTRALIZED and tags.get(SELF_WEIGHT):
             steps, _, values = align(tags[SELF_WEIGHT])
             draw_curve(axes[1][1], steps, *mean_ci(values), label.removesuffix("(D)"), colour, style, None)
-            for seed in tags[SELF_WEIGHT]:
-                step = breakpoint_step(runs, breakpoints or {}, env_id, algo, seed)
-                if step is not None:
-                    axes[1][1].axvline(step, color="black", linestyle=":", linewidth=1)
+            steps = {breakpoint_step(runs, breakpoints or {}, env_id, algo, seed) for seed in tags[SELF_WEIGHT]}
+            for step in sorted(steps - {None}):
+                axes[1][1].axvline(step, color="black", linestyle=":", linewidth=1)
     if not drawn:
         return False
     by_steps.set_xlabel("environment steps")
@@ -235,10 +234,15 @@ def fmt(stat: tuple[float, float, int] | None) -> str:
     return f"{mean:.3f} ± {half:.3f}" if n > 1 else f"{mean:.3f}"
 
 
-def table(runs: dict, study: str, machine: str, planned: int | None = None, breakpoints: dict | None = None) -> str:
-    count = len(
+def runs_in(runs: dict) -> int:
+    """The runs a study CSV holds: its (env id, algo, seed)s."""
+    return len(
         {(env, algo, seed) for (env, algo), tags in runs.items() for per_seed in tags.values() for seed in per_seed}
     )
+
+
+def table(runs: dict, study: str, machine: str, planned: int | None = None, breakpoints: dict | None = None) -> str:
+    count = runs_in(runs)
     lines = [
         f"# Learning study `{study}`",
         "",
@@ -308,6 +312,24 @@ def table(runs: dict, study: str, machine: str, planned: int | None = None, brea
     return "\n".join(lines)
 
 
+def paired_differences(
+    runs: dict, breakpoints: dict, env_id: str, algo: str, baseline: str, d_tag: str, c_tag: str
+) -> tuple[list[float], list[float]]:
+    """A CADP run minus its baseline with the same seed, over the seeds both have: (C) at the breakpoint minus
+    the baseline at that step (interpolated), and final (D) minus the baseline's final."""
+    reference = runs[env_id, baseline].get(d_tag, {})  # {seed: (steps, wall, values)}
+    before, after = [], []
+    for seed, series in runs[env_id, algo].get(c_tag, {}).items():
+        point = at_or_before(series, breakpoint_step(runs, breakpoints, env_id, algo, seed))
+        if seed in reference and point:
+            step, value = point
+            before.append(value - float(np.interp(step, reference[seed][0], reference[seed][2])))
+    for seed, (_, _, values) in runs[env_id, algo].get(d_tag, {}).items():
+        if seed in reference:
+            after.append(float(values[-1]) - float(reference[seed][2][-1]))
+    return before, after
+
+
 def paired_section(runs: dict, breakpoints: dict, env_id: str, algos: list[str]) -> list[str]:
     """Each CADP script against its own advice-off run, seed by seed (they evaluate on the same episodes):
     CADP(C) at the breakpoint minus the baseline at that step, and final CADP(D) minus final baseline."""
@@ -320,20 +342,9 @@ def paired_section(runs: dict, breakpoints: dict, env_id: str, algos: list[str])
             ("return", DECENTRALIZED, CENTRALIZED),
             ("win rate", DECENTRALIZED_WINS, CENTRALIZED_WINS),
         ):
-            cadp, reference = runs[env_id, algo], runs[env_id, base].get(d_tag, {})
-            if d_tag not in cadp or not reference:
+            if d_tag not in runs[env_id, algo] or not runs[env_id, base].get(d_tag):
                 continue
-            before = []
-            for seed, series in cadp.get(c_tag, {}).items():
-                point = at_or_before(series, breakpoint_step(runs, breakpoints, env_id, algo, seed))
-                if seed in reference and point:
-                    step, value = point
-                    before.append(value - float(np.interp(step, reference[seed][0], reference[seed][2])))
-            after = [
-                float(values[-1]) - float(reference[seed][2][-1])
-                for seed, (_, _, values) in cadp[d_tag].items()
-                if seed in reference
-            ]
+            before, after = paired_differences(runs, breakpoints, env_id, algo, base, d_tag, c_tag)
             rows.append(f"| `{algo}` − `{base}` | {metric} | {fmt_n(stat(before))} | {fmt_n(stat(after))} |")
     if not rows:
         return []
@@ -523,7 +534,6 @@ def ablation_section(
     if not baselines:
         return lines + ["", "No baseline run yet: no paired differences.", ""]
     baseline = max(baselines, key=lambda algo: np.mean(list(final[algo].values())))  # the first of a tie
-    reference = runs[env_id, baseline][d_tag]
     names = " and ".join(f"`{algo}`" for algo in baselines)
     which = (
         f"the baseline `{baseline}` (the only one with results yet)"
@@ -539,12 +549,7 @@ def ablation_section(
         "|---|---|---|",
     ]
     for algo in c_before:
-        before = [
-            value - float(np.interp(step, reference[seed][0], reference[seed][2]))
-            for seed, (step, value) in c_before[algo].items()
-            if seed in reference
-        ]
-        after = [value - final[baseline][seed] for seed, value in final[algo].items() if seed in final[baseline]]
+        before, after = paired_differences(runs, breakpoints, env_id, algo, baseline, d_tag, c_tag)
         lines.append(f"| `{algo}` | {fmt_n(stat(before))} | {fmt_n(stat(after))} |")
     return lines + [""]
 
@@ -554,9 +559,7 @@ def fmt_n(stat_: tuple[float, float, int] | None) -> str:
 
 
 def ablation_table(runs: dict, breakpoints: dict, study: str, machine: str, planned: int | None) -> str:
-    count = len(
-        {(env, algo, seed) for (env, algo), tags in runs.items() for per_seed in tags.values() for seed in per_seed}
-    )
+    count = runs_in(runs)
     lines = [
         f"# Ablation study `{study}`",
         "",

@@ -736,9 +736,8 @@ def write_ablation_csv(path: Path) -> None:
 
 
 def test_the_ablation_report_gives_the_paired_differences_computed_by_hand(tmp_path):
-    csv_path = (
-        tmp_path / "learning_ablation.csv.gz"
-    )  # as the study writes it; the manifest is learning_ablation.jobs.json
+    # as the study writes it; the manifest is learning_ablation.jobs.json
+    csv_path = tmp_path / "learning_ablation.csv.gz"
     write_ablation_csv(csv_path)
     written = plot.make_report(csv_path, machine="a test machine", planned=20)
     assert [path.name for path in written] == ["learning_ablation_x-y_qmix.png", "learning_ablation.md"]
