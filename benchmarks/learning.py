@@ -46,6 +46,8 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -268,6 +270,9 @@ KEPT_TAGS = (
     "charts/win_rate",
 )
 TRAINING_POINTS = 200  # charts/ tags: the mean over at most this many step bins per run, to keep the CSV small
+# a run logs every few seconds (checkpoint writes and evaluations: under a minute); a longer silence is a run
+# that was stopped and resumed or paused (SIGSTOP), and is left out of its wall times
+STOPPED_GAP_S = 300.0
 CSV_COLUMNS = ["study", "env_id", "algo", "script", "advice", "seed", "tag", "step", "wall_time_s", "value"]
 PEER = "peer"
 
@@ -434,8 +439,10 @@ def expand(study_name: str, seeds=None, total_timesteps=None, only=None) -> list
 
 # ---- Running one job: in a pool process or a Ray task -------------------------------------------
 def read_scalars(run_dir: Path) -> list[tuple[str, int, float, float]]:
-    """(tag, step, seconds since the run's first event, value) of the eval/ tags and KEPT_TAGS; the
-    KEPT_TAGS thinned to at most TRAINING_POINTS step bins (mean value, last step and time of each bin)."""
+    """(tag, step, seconds of running since the run's first event, value) of the eval/ tags and KEPT_TAGS; the
+    KEPT_TAGS thinned to at most TRAINING_POINTS step bins (mean value, last step and time of each bin).
+    Running time leaves out every silence of STOPPED_GAP_S or more: the time a run was stopped before it
+    resumed (with the steps it redid from its checkpoint, whose first events TensorBoard purges) or paused."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
@@ -447,9 +454,16 @@ def read_scalars(run_dir: Path) -> list[tuple[str, int, float, float]]:
     origin = min(
         [e.wall_time for tag_events in events.values() for e in tag_events[:1]] + [accumulator.FirstEventTimestamp()]
     )
+    times = np.unique([origin] + [e.wall_time for tag_events in events.values() for e in tag_events])
+    gaps = np.diff(times)
+    stopped = np.concatenate([[0.0], np.cumsum(np.where(gaps >= STOPPED_GAP_S, gaps, 0.0))])  # at each time
+
+    def running(wall_time: float) -> float:
+        return float(wall_time - origin - stopped[np.searchsorted(times, wall_time)])
+
     rows = []
     for tag, tag_events in events.items():
-        points = [(e.step, e.wall_time - origin, e.value) for e in tag_events]
+        points = [(e.step, running(e.wall_time), e.value) for e in tag_events]
         if tag in KEPT_TAGS and len(points) > TRAINING_POINTS:
             first, last = points[0][0], points[-1][0]
             bins: dict[int, list] = {}
@@ -657,7 +671,8 @@ def done_marker(job: Job, job_dir: Path) -> dict | None:
 
 
 def read_manifest(path: Path) -> dict:
-    """{job name: {"signature", "seconds", "finished"}} of the jobs whose rows the study CSV holds."""
+    """{job name: {"signature", "seconds" (its running time: record), "finished"}} of the jobs whose rows the
+    study CSV holds."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -685,9 +700,12 @@ def record(job: Job, job_dir: Path, result: dict, elsewhere: bool = False) -> No
         writer.writerow(["tag", "step", "wall_time_s", "value"])
         writer.writerows((tag, step, f"{wall:.3f}", f"{value:.7g}") for tag, step, wall, value in result["rows"])
     finished = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    # the run's own length, stops and pauses left out (read_scalars); this call alone would miss what a
+    # resumed run did before it was stopped
+    seconds = max((wall for _, _, wall, _ in result["rows"]), default=result["seconds"])
     write_atomic(
         job_dir / "done",
-        json.dumps({"signature": job.signature(), "seconds": round(result["seconds"], 1), "finished": finished}),
+        json.dumps({"signature": job.signature(), "seconds": round(seconds, 1), "finished": finished}),
     )
 
 

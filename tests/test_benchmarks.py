@@ -290,6 +290,27 @@ def test_collected_scalars_keep_eval_tags_whole_and_thin_the_training_ones(tmp_p
     assert {value for *_, value in training} == {0.4, 0.6} and training[-1][1:3] == (999, 999.0)
 
 
+def test_wall_times_leave_out_the_time_a_run_was_stopped_or_paused(tmp_path):
+    """A run stopped at step 80 (its last checkpoint at step 60), resumed 2 hours later from that checkpoint,
+    and paused 10 minutes at step 150: its wall times are those of one uninterrupted run at 1 step a second."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(str(tmp_path))
+    for step in range(81):
+        writer.add_scalar("eval/decentralized_episodic_return", step, step, walltime=1000.0 + step)
+    writer.close()
+    resumed_at = 1000.0 + 80 + 7200
+    writer = SummaryWriter(str(tmp_path), purge_step=61)  # as common/logger.py does: steps 61-80 are redone
+    for step in range(61, 201):
+        pause = 600.0 if step > 150 else 0.0
+        writer.add_scalar("eval/decentralized_episodic_return", step, step, walltime=resumed_at + step - 61 + pause)
+    writer.close()
+    rows = learning.read_scalars(tmp_path)
+    assert [step for _, step, _, _ in rows] == list(range(201))  # the redone steps once, from the resumed run
+    # the second between the last event before each silence and the first after it goes with the silence
+    assert [wall for _, _, wall, _ in rows] == [float(step - (step > 60) - (step > 150)) for step in range(201)]
+
+
 def test_t_quantiles_and_mean_ci():
     assert [plot.t_975(df) for df in (1, 2, 4, 29, 30, 35, 1000)] == [12.706, 4.303, 2.776, 2.045, 2.042, 2.042, 1.980]
     mean, half = plot.mean_ci(np.array([[1.0, 5.0], [2.0, 5.0], [3.0, 5.0]]))
@@ -570,7 +591,9 @@ def test_a_stopped_ablation_keeps_its_finished_jobs_and_resumes_in_a_fresh_clone
     manifest = json.loads(manifest_path.read_text())
     assert list(manifest) == names[:2] and calls == names[:3]
     for job in learning.expand("ablation-smoke")[:2]:
-        assert manifest[job.name]["signature"] == job.signature() and manifest[job.name]["seconds"] == 1.0
+        assert (
+            manifest[job.name]["signature"] == job.signature() and manifest[job.name]["seconds"] == 2.0
+        )  # its last row's wall time
         assert manifest[job.name]["finished"].endswith("+00:00")
     rows = read_csv(csv_path)
     assert {(row["algo"], row["value"]) for row in rows if row["tag"].startswith("eval/")} == {
