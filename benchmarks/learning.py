@@ -451,11 +451,10 @@ def read_scalars(run_dir: Path) -> list[tuple[str, int, float, float]]:
     events = {tag: sorted(accumulator.Scalars(tag), key=lambda e: (e.step, e.wall_time)) for tag in tags}
     # the first event is normally the file's own header; a writer that sets its scalars' wall times
     # itself may place them earlier, so the origin is whichever comes first
-    origin = min(
-        [e.wall_time for tag_events in events.values() for e in tag_events[:1]] + [accumulator.FirstEventTimestamp()]
+    times = np.unique(
+        [accumulator.FirstEventTimestamp()] + [e.wall_time for tag_events in events.values() for e in tag_events]
     )
-    times = np.unique([origin] + [e.wall_time for tag_events in events.values() for e in tag_events])
-    gaps = np.diff(times)
+    origin, gaps = times[0], np.diff(times)
     stopped = np.concatenate([[0.0], np.cumsum(np.where(gaps >= STOPPED_GAP_S, gaps, 0.0))])  # at each time
 
     def running(wall_time: float) -> float:

@@ -591,9 +591,8 @@ def test_a_stopped_ablation_keeps_its_finished_jobs_and_resumes_in_a_fresh_clone
     manifest = json.loads(manifest_path.read_text())
     assert list(manifest) == names[:2] and calls == names[:3]
     for job in learning.expand("ablation-smoke")[:2]:
-        assert (
-            manifest[job.name]["signature"] == job.signature() and manifest[job.name]["seconds"] == 2.0
-        )  # its last row's wall time
+        assert manifest[job.name]["signature"] == job.signature()
+        assert manifest[job.name]["seconds"] == 2.0  # its last row's wall time
         assert manifest[job.name]["finished"].endswith("+00:00")
     rows = read_csv(csv_path)
     assert {(row["algo"], row["value"]) for row in rows if row["tag"].startswith("eval/")} == {
