@@ -135,10 +135,10 @@ SMAX_Q_5M = Budget(
     eval_episodes=32,
     flags=("--exploration-steps", "50000", "--prune-start-fraction", "0.6667", *SMAX_Q_CHECKPOINT),
 )
-# 3s5z_vs_3s6z below the paper's 4M steps: a run has to end on the machine that started it (ours keep no disk from
-# one lending to the next, and a 4M-step CADP-QMIX run is ~15 h), so 600k, with the release's schedules scaled to
-# it: epsilon over 1/8 of the run (500k of 4M) and pruning from 3/4. `--total-timesteps 4000000` with
-# `--only 3s5z` is the paper's length, the epsilon then still over 75k steps.
+# 3s5z_vs_3s6z below the paper's 4M steps: a run has to end on the machine that started it (the machines these
+# results come from keep no disk between uses, and a 4M-step CADP-QMIX run is ~15 h), so 600k, with the release's
+# schedules scaled to it: epsilon over 1/8 of the run (500k of 4M) and pruning from 3/4. `--total-timesteps
+# 4000000` with `--only 3s5z` is the paper's length, the epsilon then still over 75k steps.
 SMAX_Q_3S5Z = Budget(
     total_timesteps=600_000,
     eval_interval=20_000,
