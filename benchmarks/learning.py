@@ -507,6 +507,15 @@ def rough_seconds_left(job: Job, job_dir: Path) -> float:
     return job.rough_seconds() * max(0.0, 1.0 - done / job.budget.total_timesteps)
 
 
+def run_ended(job: Job, log_path: Path) -> bool:
+    """Whether the job's log (appended to by each resume) has the script's final evaluation at its budget."""
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError:
+        return False
+    return any(int(steps) >= job.budget.total_timesteps for steps in re.findall(r"final eval after (\d+) steps", text))
+
+
 def start_job_dir(job: Job, job_dir: Path) -> None:
     """An empty job directory that knows which job it is for (resumable_run checks it)."""
     shutil.rmtree(job_dir, ignore_errors=True)
@@ -515,6 +524,12 @@ def start_job_dir(job: Job, job_dir: Path) -> None:
 
 
 def _train_script(job: Job, job_dir: Path, log_path: Path, root: Path, resume_from: str | None) -> Path:
+    if resume_from and run_ended(job, log_path):
+        # the run ended, but its driver stopped before collecting it: collect it as it is (a resume
+        # from its last checkpoint would be refused, the run being complete)
+        with open(log_path, "a") as log:
+            log.write("the run had ended before it was collected: collected without training\n")
+        return job_dir / resume_from
     # resumed: the same flags, which override the checkpoint's own (equal) ones; the script's
     # --resume takes a run directory and continues from its newest checkpoint
     flags = [*job.flags(), *(["--resume", resume_from] if resume_from else [])]

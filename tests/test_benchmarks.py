@@ -208,6 +208,13 @@ def test_an_interrupted_job_resumes_from_its_checkpoint(tmp_path):
     eval_steps = {step for tag, step, _, _ in result["rows"] if tag == "eval/decentralized_episodic_return"}
     assert max(eval_steps) >= 4_000 and min(eval_steps) < 1_000  # the run's whole curve, before and after the kill
 
+    # the run ended but its driver stopped before recording it (no done marker): collected as it is, not retrained
+    assert not (job_dir / "done").exists()
+    again = learning.run_job(job, str(job_dir), str(learning.ROOT))
+    assert again["ok"] and again["rows"] == result["rows"], again["log"][-2000:]
+    assert again["log"].count("$ python") == result["log"].count("$ python")  # no script started
+    assert again["log"].endswith("collected without training\n")
+
 
 def fake_peer(calls: list) -> types.ModuleType:
     """A stand-in for benchmarks/peer.py: writes a TensorBoard run as the real one does (wall times
