@@ -898,7 +898,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             from benchmarks import plot
 
-            return rows, plot.make_report(csv_path, machine=machine, planned=len(all_jobs))
+            # planned: the study's own jobs and those of other --seeds, not only this call's
+            planned = len({job.name for job in expand(args.study)} | {job.name for job in all_jobs})
+            return rows, plot.make_report(csv_path, machine=machine, planned=planned)
         except Exception as e:  # noqa: BLE001 -- the results are safe in the CSV; benchmarks/plot.py redraws them
             print(
                 f"warning: the report failed ({type(e).__name__}: {e}); the CSV is complete, "

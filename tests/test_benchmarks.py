@@ -587,6 +587,15 @@ def fake_ablation_job(calls: list, csv_path: Path, stop_at: int | None = None):
     return run_job
 
 
+def test_a_call_with_other_seeds_reports_the_runs_in_out_of_the_whole_plan(tmp_path, monkeypatch):
+    csv_path = tmp_path / "results" / "learning_ablation-smoke.csv.gz"
+    monkeypatch.setattr(learning, "run_job", fake_ablation_job([], csv_path))
+    flags = study_flags(tmp_path, "--study", "ablation-smoke", "--workers", "1")
+    assert learning.main(flags) == 0  # the plan's seed 1: 2 arms x 2 scripts
+    assert learning.main([*flags, "--seeds", "2", "--only", "cadp_qmix_post_gru"]) == 0
+    assert "Runs in: 5 of 8 planned" in (tmp_path / "results" / "learning_ablation-smoke.md").read_text()
+
+
 def test_a_stopped_ablation_keeps_its_finished_jobs_and_resumes_in_a_fresh_clone(tmp_path, monkeypatch, capsys):
     csv_path = tmp_path / "results" / "learning_ablation-smoke.csv.gz"
     manifest_path = tmp_path / "results" / "learning_ablation-smoke.jobs.json"
