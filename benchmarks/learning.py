@@ -136,14 +136,15 @@ SMAX_Q_5M = Budget(
     flags=("--exploration-steps", "50000", "--prune-start-fraction", "0.6667", *SMAX_Q_CHECKPOINT),
 )
 # 3s5z_vs_3s6z below the paper's 4M steps: a run has to end on the machine that started it (the machines these
-# results come from keep no disk between uses, and a 4M-step CADP-QMIX run is ~15 h), so 600k, with the release's
+# results come from keep no disk between uses, and a 4M-step CADP-QMIX run is ~15 h), so 500k: CADP-QMIX ran at 82
+# env steps/s past its start beside a QMIX run (179), and slower phases come (~2 h at 75), with the release's
 # schedules scaled to it: epsilon over 1/8 of the run (500k of 4M) and pruning from 3/4. `--total-timesteps
-# 4000000` with `--only 3s5z` is the paper's length, the epsilon then still over 75k steps.
+# 4000000` with `--only 3s5z` is the paper's length, the epsilon then still over 62.5k steps.
 SMAX_Q_3S5Z = Budget(
-    total_timesteps=600_000,
+    total_timesteps=500_000,
     eval_interval=20_000,
     eval_episodes=32,
-    flags=("--exploration-steps", "75000", "--prune-start-fraction", "0.75", *SMAX_Q_CHECKPOINT),
+    flags=("--exploration-steps", "62500", "--prune-start-fraction", "0.75", *SMAX_Q_CHECKPOINT),
 )
 # MAPPO below the release's 10M steps for the same reason (a 10M CADP-MAPPO run is ~6 h here): 3M, pruning from 0.6
 SMAX_PPO_5M = Budget(
