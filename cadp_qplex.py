@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common.buffers import EpisodeBuffer
+from common.buffers import ActionLog, EpisodeBuffer
 from common.cli import check_flags, fail
 from common.run import Run, RunArgs
 from common.vec_env import VecEnv
@@ -33,7 +33,8 @@ class Args(RunArgs):  # RunArgs (common/run.py): --seed, --cuda, --track, --save
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment"""
     checkpoint_buffer_max_mb: int = 512
-    """checkpoints include the replay buffer while it is at most this large (MiB); docs/runs.md: Long runs"""
+    """checkpoints include the replay buffer while it is at most this large (MiB); above, the actions taken, which
+    a resume replays to rebuild it; docs/runs.md: Long runs"""
 
     # Algorithm
     env_id: str = "lbforaging:Foraging-8x8-2p-3f-v3"
@@ -355,7 +356,10 @@ if __name__ == "__main__":
 
     # ---- plumbing: the envs, refused up front if they and the replay buffer (with the episodes in progress) cannot fit
     envs, eval_envs = run.make_envs(
-        lambda envs: {"replay buffer": EpisodeBuffer.nbytes_per_episode(envs) * (args.buffer_size + args.num_envs)},
+        lambda envs: {
+            "replay buffer": EpisodeBuffer.nbytes_per_episode(envs) * (args.buffer_size + args.num_envs),
+            "action log": 2 * args.total_timesteps * envs.n_agents,  # ActionLog's bytes, at most
+        },
         "--buffer-size, --num-envs or --eval-episodes",
     )
 
@@ -376,6 +380,8 @@ if __name__ == "__main__":
     if args.eval_only:  # ---- plumbing: only evaluate the given checkpoint or model, then stop
         run.report_eval_only(evaluate_c_and_d(), eval_envs)
     rb = EpisodeBuffer(args.buffer_size, envs, args.num_envs)
+    # ---- plumbing: a buffer too large for the checkpoints is left out of them; every action taken is logged instead
+    action_log = ActionLog(envs, enabled=rb.nbytes > args.checkpoint_buffer_max_mb << 20)
     obs, state, avail = envs.reset()
     hidden = torch.zeros(args.num_envs, envs.n_agents, args.hidden_dim, device=device)
 
@@ -383,11 +389,12 @@ if __name__ == "__main__":
     # the training envs and their episodes so far, and what the next step starts from (not the eval envs: every
     # evaluation replays the episodes of their seed)
     live = dict(envs=envs, episodes=rb.current, obs=obs, state=state, avail=avail, hidden=hidden)
-    counters, live = run.resume(dict(updates=0, next_eval=0, global_step=0), live)
+    # and the replay buffer: loaded, or rebuilt by replaying the logged actions through these fresh envs
+    counters, live = run.resume(dict(updates=0, next_eval=0, global_step=0), live, replay=(rb, action_log))
     updates, next_eval, global_step = counters["updates"], counters["next_eval"], counters["global_step"]
     if run.resumed:
-        rb.load_state_dict(run.checkpoint["buffer"])
         if live is None:  # the envs could not be pickled: new episodes from a new seed
+            action_log.complete = False  # a replay could not repeat this reseed
             obs, state, avail = envs.reset(seed=args.seed + global_step)
         else:
             envs, rb.current = live["envs"], live["episodes"]
@@ -400,6 +407,7 @@ if __name__ == "__main__":
             actions, hidden, _ = select_actions(agent, obs, hidden, avail, epsilon)
         actions = actions.cpu().numpy()
         next_obs, next_state, next_avail, reward, terminated, truncated, info = envs.step(actions)
+        action_log.append(actions)
         global_step += args.num_envs
         done = terminated | truncated
         rb.add_step(obs, state, avail, actions, reward, terminated, info, done)  # as CleanRL's rb.add
@@ -487,8 +495,8 @@ if __name__ == "__main__":
         if run.checkpoint_due(global_step):
             live = dict(envs=envs, episodes=rb.current, obs=obs, state=state, avail=avail)
             live["hidden"], counters = hidden, dict(updates=updates, next_eval=next_eval)
-            buffer = rb.state_dict(args.checkpoint_buffer_max_mb << 20)
-            run.save_checkpoint(global_step, networks, counters, live, buffer=buffer)
+            buffer = rb.state_dict(args.checkpoint_buffer_max_mb << 20, action_log)
+            run.save_checkpoint(global_step, networks, counters, live, buffer=buffer, actions=action_log.state_dict())
 
     run.report_final(global_step, results)
     if args.save_model:  # ---- plumbing: the weights (torch.load(..., weights_only=True)), and

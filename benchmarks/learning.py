@@ -5,7 +5,8 @@ implementation (pymarlzooplus, through benchmarks/peer.py). An ablation study (`
 instead of {advice, no advice}: a label and the script's flags each (ABLATION_ARMS). Each job trains
 as a subprocess in its own directory, benchmarks/runs/{study}/{job}/ (one torch thread, output in
 log.txt; no checkpoints, except in a study with a checkpoint_interval, such as `smax`, whose
-interrupted jobs continue from their newest checkpoint when the study runs again). After each job,
+interrupted jobs continue from their newest checkpoint when the study runs again, on this clone or,
+through `--export-checkpoints` and a commit, on another). After each job,
 the TensorBoard scalars of every finished job go into one CSV, benchmarks/results/learning_{study}.csv.gz,
 listed with their signatures in a manifest beside it, learning_{study}.jobs.json, and
 benchmarks/plot.py redraws the curves and the table. A
@@ -126,17 +127,18 @@ ABLATION_PRUNE_START = "0.67"
 # Checkpoints every SMAX_CHECKPOINT_INTERVAL steps, so an interrupted run continues where it stopped.
 SMAX_5M = "smax:5m_vs_6m"
 SMAX_3S5Z = "smax:3s5z_vs_3s6z"
-# QMIX/VDN checkpoints hold the replay buffer (1.8 GiB on 5m_vs_6m, 4.2 GiB on 3s5z_vs_3s6z; the scripts' default
-# leaves it out above 512 MiB), so that a run stopped and continued is the run it would have been uninterrupted
-SMAX_Q_CHECKPOINT = ("--checkpoint-buffer-max-mb", "8192")
+# QMIX/VDN replay buffers (1.8 GiB on 5m_vs_6m, 4.2 GiB on 3s5z_vs_3s6z) are over the scripts' 512 MiB for
+# checkpoints: those hold the actions taken instead (~5 MiB), which a resume replays through the deterministic SMAX
+# envs to rebuild the buffer, so that a run stopped and continued is the run it would have been uninterrupted, and
+# small enough to carry to another machine (--export-checkpoints)
 SMAX_Q_5M = Budget(
     total_timesteps=1_050_000,
     eval_interval=20_000,
     eval_episodes=32,
-    flags=("--exploration-steps", "50000", "--prune-start-fraction", "0.6667", *SMAX_Q_CHECKPOINT),
+    flags=("--exploration-steps", "50000", "--prune-start-fraction", "0.6667"),
 )
-# 3s5z_vs_3s6z below the paper's 4M steps: a run has to end on the machine that started it (the machines these
-# results come from keep no disk between uses, and a 4M-step CADP-QMIX run is ~15 h), so 500k: CADP-QMIX ran at 82
+# 3s5z_vs_3s6z below the paper's 4M steps, set when a run had to end on the machine that started it (a 4M-step
+# CADP-QMIX run is ~15 h; 6 such runs would be ~65 h of a 2-core machine), so 500k: CADP-QMIX ran at 82
 # env steps/s past its start beside a QMIX run (179), and slower phases come (~2 h at 75), with the release's
 # schedules scaled to it: epsilon over 1/8 of the run (500k of 4M) and pruning from 3/4. `--total-timesteps
 # 4000000` with `--only 3s5z` is the paper's length, the epsilon then still over 62.5k steps.
@@ -144,7 +146,7 @@ SMAX_Q_3S5Z = Budget(
     total_timesteps=500_000,
     eval_interval=20_000,
     eval_episodes=32,
-    flags=("--exploration-steps", "62500", "--prune-start-fraction", "0.75", *SMAX_Q_CHECKPOINT),
+    flags=("--exploration-steps", "62500", "--prune-start-fraction", "0.75"),
 )
 # MAPPO below the release's 10M steps for the same reason (a 10M CADP-MAPPO run is ~6 h here): 3M, pruning from 0.6
 SMAX_PPO_5M = Budget(
@@ -499,13 +501,109 @@ def resumable_run(job: Job, job_dir: Path) -> str | None:
 def rough_seconds_left(job: Job, job_dir: Path) -> float:
     """A job's rough duration, less the share of its budget that its newest checkpoint already did."""
     run = resumable_run(job, job_dir)
-    done = 0
-    if run is not None:
-        names = (path.name for path in (job_dir / run / "checkpoints").glob("step_*.cadp_model"))
-        done = max(
-            (int(m.group(1)) for name in names if (m := re.fullmatch(r"step_(\d+)\.cadp_model", name))), default=0
-        )
+    newest = newest_checkpoint(job_dir, run) if run is not None else None
+    done = newest[0] if newest else 0
     return job.rough_seconds() * max(0.0, 1.0 - done / job.budget.total_timesteps)
+
+
+def newest_checkpoint(job_dir: Path, run: str) -> tuple[int, Path] | None:
+    """(step, path) of the newest periodic checkpoint of the run directory `run` of job_dir."""
+    found = [
+        (int(m.group(1)), path)
+        for path in (job_dir / run / "checkpoints").glob("step_*.cadp_model")
+        if (m := re.fullmatch(r"step_(\d+)\.cadp_model", path.name))
+    ]
+    return max(found, default=None)
+
+
+# ---- Carrying an unfinished job to another clone: its newest checkpoint and its scalars so far -------
+CARRY_MAX_BYTES = 64 << 20  # a checkpoint that holds its replay buffer (GiBs) is not carried
+EARLIER = "earlier_scalars.csv"  # in a job directory: the rows of the run up to where it was carried from
+
+
+def carry_dir(results_dir: Path, job: Job) -> Path:
+    return results_dir / "checkpoints" / job.study / job.name
+
+
+def read_rows(path: Path) -> list[tuple[str, int, float, float]]:
+    with open(path, newline="") as f:
+        return [(tag, int(step), float(wall), float(value)) for tag, step, wall, value in list(csv.reader(f))[1:]]
+
+
+def write_rows(path: Path, rows) -> None:
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["tag", "step", "wall_time_s", "value"])
+    writer.writerows((tag, step, f"{wall:.3f}", f"{value:.7g}") for tag, step, wall, value in rows)
+    write_atomic(path, text.getvalue())
+
+
+def with_earlier(job_dir: Path, rows: list, up_to: int | None = None) -> list:
+    """A run's rows (read_scalars) after the rows it was carried with (EARLIER, up to its checkpoint's step), its
+    running times counted on from theirs; `up_to`: only the rows up to that step (what a checkpoint covers)."""
+    carried = job_dir / EARLIER
+    if carried.exists():
+        earlier, step = read_rows(carried), json.loads((job_dir / "carried").read_text())["step"]
+        offset = max((wall for _, _, wall, _ in earlier), default=0.0)
+        rows = earlier + [(tag, s, wall + offset, value) for tag, s, wall, value in rows if s > step]
+    return [row for row in rows if up_to is None or row[1] <= up_to]
+
+
+def export_checkpoints(jobs: list[Job], job_dirs: dict[Job, Path], results_dir: Path) -> list[str]:
+    """--export-checkpoints: for each job with an interrupted or running run, its newest checkpoint and its rows up
+    to it, into carry_dir (to commit, so that another clone continues the job: import_carried). Returns what it did,
+    line by line."""
+    lines = []
+    for job in jobs:
+        run = resumable_run(job, job_dirs[job])
+        newest = newest_checkpoint(job_dirs[job], run) if run else None
+        if newest is None:
+            continue
+        step, checkpoint = newest
+        if checkpoint.stat().st_size > CARRY_MAX_BYTES:
+            lines.append(
+                f"{job.name}: not carried: its checkpoint at step {step} holds the replay buffer "
+                f"({checkpoint.stat().st_size / 2**30:.1f} GiB; it was started with a larger "
+                "--checkpoint-buffer-max-mb), so it continues only where it is"
+            )
+            continue
+        target = carry_dir(results_dir, job)
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        shutil.copyfile(checkpoint, target / checkpoint.name)
+        write_rows(target / "scalars.csv", with_earlier(job_dirs[job], read_scalars(job_dirs[job] / run), up_to=step))
+        (target / "carried").write_text(json.dumps({"signature": job.signature(), "run": Path(run).name, "step": step}))
+        lines.append(f"{job.name}: step {step} ({checkpoint.stat().st_size / 2**20:.1f} MiB) -> {target}")
+    return lines
+
+
+def import_carried(jobs: list[Job], job_dirs: dict[Job, Path], results_dir: Path) -> None:
+    """Each job carried from another clone (export_checkpoints) that has no run of its own here, or one that got
+    less far, becomes an interrupted run here: its job directory with the checkpoint and the rows so far."""
+    for job in jobs:
+        source = carry_dir(results_dir, job)
+        try:
+            carried = json.loads((source / "carried").read_text())
+        except (OSError, ValueError):
+            continue
+        if carried.get("signature") != job.signature():
+            print(f"note: {source} is for another version of {job.name} (its flags changed): not continued from")
+            continue
+        run = resumable_run(job, job_dirs[job])
+        here = newest_checkpoint(job_dirs[job], run) if run else None
+        if here is not None and here[0] >= carried["step"]:
+            continue
+        job_dir = job_dirs[job]
+        start_job_dir(job, job_dir)
+        checkpoints = job_dir / "runs" / carried["run"] / "checkpoints"
+        checkpoints.mkdir(parents=True)
+        shutil.copyfile(
+            source / f"step_{carried['step']}.cadp_model", checkpoints / f"step_{carried['step']}.cadp_model"
+        )
+        shutil.copyfile(source / "scalars.csv", job_dir / EARLIER)
+        (job_dir / "carried").write_text(json.dumps(carried))
+        (job_dir / "log.txt").write_text(f"carried from another clone at step {carried['step']} ({source})\n")
+        print(f"{job.name}: continues from step {carried['step']}, carried in {source}", flush=True)
 
 
 def run_ended(job: Job, log_path: Path) -> bool:
@@ -593,7 +691,8 @@ def run_job(job: Job, job_dir: str | None = None, root: str | None = None) -> di
             if job.script == PEER
             else _train_script(job, path, log_path, root_path, resume_from)
         )
-        rows, error = read_scalars(run_dir), None
+        rows = read_scalars(run_dir) if job.script == PEER else with_earlier(path, read_scalars(run_dir))
+        error = None
     except Exception as e:  # noqa: BLE001 -- any failure is reported by the driver, with the log's tail
         rows, error = [], f"{type(e).__name__}: {e}"
     log = log_path.read_text(errors="replace") if log_path.exists() else ""
@@ -831,6 +930,12 @@ def main(argv: list[str] | None = None) -> int:
         "HOURS of now, e.g. a machine lent for a few hours whose disk goes with it; the rest wait for the next call",
     )
     parser.add_argument("--dry-run", action="store_true", help="list the jobs and a rough duration, run nothing")
+    parser.add_argument(
+        "--export-checkpoints",
+        action="store_true",
+        help="run nothing: copy the newest checkpoint of each unfinished job, with its scalars so far, into "
+        "RESULTS_DIR/checkpoints/{study}/, to commit; a clone that has them continues those jobs from there",
+    )
     parser.add_argument("--ray", action="store_true", help="run the jobs as tasks of a local Ray")
     parser.add_argument("--ray-address", help="run the jobs as tasks of this Ray cluster")
     parser.add_argument(
@@ -858,6 +963,12 @@ def main(argv: list[str] | None = None) -> int:
     manifest_path = args.results_dir / f"learning_{args.study}.jobs.json"
     manifest = read_manifest(manifest_path)
     todo = [job for job in jobs if not is_finished(job, job_dirs[job], manifest)]
+    if args.export_checkpoints:
+        lines = export_checkpoints(todo, job_dirs, args.results_dir)
+        print("\n".join(lines) if lines else "no unfinished job has a checkpoint to carry")
+        return 0
+    if not (args.ray_address or args.dry_run):  # a cluster's tasks train in directories of their own
+        import_carried(todo, job_dirs, args.results_dir)
 
     if args.dry_run:
         width = max(55, *(len(job.name) for job in jobs))
@@ -923,6 +1034,7 @@ def main(argv: list[str] | None = None) -> int:
         status = f"ok in {result['seconds']:.0f} s" if result["ok"] else f"FAILED: {result['error']}"
         print(f"[{done_count}/{len(todo)}] {job.name}: {status}", flush=True)
         if result["ok"]:
+            shutil.rmtree(carry_dir(args.results_dir, job), ignore_errors=True)  # its rows are in the CSV now
             results = update_results()  # after each job: a study stopped at any moment keeps what finished
         else:
             failed.append((job, result))

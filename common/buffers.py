@@ -2,8 +2,13 @@
 cadp_qmix.py and cadp_vdn.py (whole episodes, because the agents' GRUs train on sequences), and the rollout
 storage of cadp_mappo.py with its cut into recurrent training sequences."""
 
+import hashlib
+import time
+
 import numpy as np
 import torch
+
+from common.checkpoint import rng_state, set_rng_state
 
 
 class EpisodeBuffer:
@@ -83,9 +88,23 @@ class EpisodeBuffer:
     def nbytes(self) -> int:
         return sum(getattr(self, name).nbytes for name in self.fields + ("length",))
 
-    def state_dict(self, max_bytes: float) -> dict | None:
-        """The stored episodes, as tensors (torch.save writes them without a copy); None above max_bytes.
+    def digest(self) -> str:
+        """A hash of everything stored and in progress: a rebuilt buffer is the saved one if the digests agree."""
+        h = hashlib.blake2b(np.array([self.size, self.next_index], np.int64).tobytes(), digest_size=16)
+        for name in self.fields + ("length",):
+            h.update(np.ascontiguousarray(getattr(self, name)[: self.size]).data)
+        for name in self.fields + ("length",):
+            h.update(np.ascontiguousarray(self.current[name]).data)
+        return h.hexdigest()
+
+    def state_dict(self, max_bytes: float, action_log: "ActionLog | None" = None) -> dict | None:
+        """The stored episodes, as tensors (torch.save writes them without a copy), while they take at most
+        max_bytes; above, None. With an `action_log` that holds every action since the first reset (kept for a
+        buffer that can outgrow max_bytes), only the buffer's digest: a resume rebuilds the episodes by replaying
+        the actions (load_state_dict), so the checkpoint stays small all along.
         The episodes in progress belong to the envs' live state (`current`), saved with them."""
+        if action_log is not None and action_log.complete:
+            return {"replay": True, "size": self.size, "next_index": self.next_index, "digest": self.digest()}
         if self.nbytes * self.size > max_bytes * self.capacity:
             return None
         return {
@@ -94,12 +113,91 @@ class EpisodeBuffer:
             **{name: torch.from_numpy(getattr(self, name)[: self.size]) for name in self.fields + ("length",)},
         }
 
-    def load_state_dict(self, state: dict | None) -> None:
+    def load_state_dict(self, state: dict | None, replay_from: tuple | None = None) -> None:
+        """Restore a state_dict. One that holds only a digest is rebuilt by replay(*replay_from): (envs just
+        reset, what their reset returned, the ActionLog of the checkpoint)."""
         if state is None:
             return print("note: the checkpoint holds no replay buffer (above --checkpoint-buffer-max-mb); it refills")
+        if state.get("replay"):
+            if replay_from is None:
+                raise ValueError("this buffer state holds no episodes: pass replay_from to rebuild them")
+            envs, start, action_log = replay_from
+            return self.replay(envs, start, action_log, expected=state)
         self.size, self.next_index = state["size"], state["next_index"]
         for name in self.fields + ("length",):
             getattr(self, name)[: self.size] = state[name].numpy()
+
+    def replay(self, envs, start: tuple, action_log: "ActionLog", expected: dict | None = None) -> None:
+        """Step `envs` (just reset; `start` = the (obs, state, avail) that reset returned) through every logged
+        action, storing the episodes as the training loop did. Deterministic envs (SMAX, LBF, the matrix games,
+        ...) give the same episodes again: checked against the `expected` state_dict's digest."""
+        actions = action_log.actions  # (steps, envs, agents)
+        print(f"rebuilding the replay buffer: replaying {len(actions)} steps of {envs.num_envs} envs", flush=True)
+        began, saved_rng = time.time(), rng_state()  # envs that draw from the global RNGs must not shift them
+        obs, state, avail = start
+        for step_actions in actions:
+            step_actions = step_actions.astype(np.int64)
+            next_obs, next_state, next_avail, reward, terminated, truncated, info = envs.step(step_actions)
+            self.add_step(obs, state, avail, step_actions, reward, terminated, info, terminated | truncated)
+            obs, state, avail = next_obs, next_state, next_avail
+        set_rng_state(saved_rng)
+        if expected is None:
+            return
+        same = (self.size, self.next_index, self.digest()) == (
+            expected["size"],
+            expected["next_index"],
+            expected["digest"],
+        )
+        print(
+            f"rebuilt {self.size} episodes in {time.time() - began:.0f} s: "
+            + (
+                "the same as when the checkpoint was written"
+                if same
+                else "warning: NOT the episodes of the checkpoint (the envs are not deterministic given their seed "
+                "and actions); training goes on with them, so it no longer repeats the uninterrupted run"
+            ),
+            flush=True,
+        )
+
+
+class ActionLog:
+    """Every action given to the training envs since their first reset, so that a checkpoint can leave a replay
+    buffer over --checkpoint-buffer-max-mb out and stay exact: a resumed run replays the actions through fresh envs
+    of the same seed (EpisodeBuffer.replay). One byte per agent and env step (5 MiB for 1M steps of 5 agents);
+    kept only when `enabled` (the buffer can outgrow the checkpoints' limit). `complete`: the log goes back to
+    the first reset; not after a resume from a checkpoint without one, or whose envs were reseeded."""
+
+    def __init__(self, envs, enabled: bool = True):
+        if envs.n_actions > 256:
+            raise ValueError(f"an ActionLog stores actions as bytes: {envs.n_actions} actions do not fit")
+        self.enabled = enabled
+        self._array = np.zeros((1024 if enabled else 0, envs.num_envs, envs.n_agents), np.uint8)
+        self.steps, self.complete = 0, enabled
+
+    @property
+    def actions(self) -> np.ndarray:
+        return self._array[: self.steps]  # (steps, envs, agents)
+
+    def append(self, actions: np.ndarray) -> None:
+        """One env step's actions, (envs, agents)."""
+        if not self.enabled:
+            return
+        if self.steps == len(self._array):  # doubling: appends stay O(1) on average
+            self._array = np.concatenate([self._array, np.zeros_like(self._array)])
+        self._array[self.steps] = actions
+        self.steps += 1
+
+    def state_dict(self) -> dict | None:
+        return {"actions": torch.from_numpy(self.actions), "complete": self.complete} if self.enabled else None
+
+    def load_state_dict(self, state: dict | None) -> None:
+        if state is None:  # not kept, or a checkpoint of before action logs: what came before it cannot be replayed
+            self.steps, self.complete = 0, False
+            return
+        actions = state["actions"].numpy()
+        self._array = np.zeros((max(1024, 2 * len(actions)), *actions.shape[1:]), np.uint8)
+        self._array[: len(actions)] = actions
+        self.steps, self.complete, self.enabled = len(actions), state["complete"], True
 
 
 def to_chunks(x: torch.Tensor, chunk_length: int) -> torch.Tensor:

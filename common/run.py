@@ -174,11 +174,13 @@ class Run:
                 )
         raise SystemExit(0)
 
-    def resume(self, counters: dict, live: dict, complete=None) -> tuple[dict, dict | None]:
+    def resume(self, counters: dict, live: dict, complete=None, replay=None) -> tuple[dict, dict | None]:
         """(counters, live state) to start the loop from: as given for a new run; a resumed run's from its
         checkpoint, by name (the given envs are closed: the checkpoint's replace them), with the RNGs restored.
         The live state is None when the checkpoint could not pickle its envs: new episodes then start.
-        complete(counters) says whether the saved run had finished (default: its step reached the budget)."""
+        complete(counters) says whether the saved run had finished (default: its step reached the budget).
+        replay: (EpisodeBuffer, ActionLog) to restore from the checkpoint; a buffer the checkpoint left out is
+        rebuilt by stepping the given envs, still fresh from their first reset, through the logged actions."""
         if not self.resumed:
             return counters, live
         saved = self.checkpoint
@@ -188,6 +190,11 @@ class Run:
                 f"{saved['path']} is at step {saved['global_step']}: the run is complete; "
                 "a larger --total-timesteps trains on"
             )
+        if replay is not None:
+            buffer, action_log = replay
+            action_log.load_state_dict(saved.get("actions"))
+            start = live["obs"], live["state"], live["avail"]
+            buffer.load_state_dict(saved["buffer"], replay_from=(live["envs"], start, action_log))
         restored = None if saved["envs"] is None else pickle.loads(saved["envs"])
         if restored is not None:
             for value in live.values():  # the envs built before the resume, which the restored ones replace

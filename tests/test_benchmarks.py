@@ -167,10 +167,9 @@ def test_a_run_stopped_by_a_signal_is_not_finished_although_it_exits_0(tmp_path)
     assert not learning.is_finished(job, tmp_path / "job")
 
 
-def test_an_interrupted_job_resumes_from_its_checkpoint(tmp_path):
-    """A job killed mid-run (a machine that went away) continues from its newest periodic checkpoint when
-    the study is rerun, in the same run directory, and ends as a whole run would; a job dir of another
-    signature, or of a job without checkpoints, starts over."""
+def killed_after_a_checkpoint(job_dir: Path):
+    """A small checkpointing job of the smoke study, started in job_dir and SIGKILLed (a machine that went away)
+    once it has written a checkpoint. Returns (job, its checkpoints)."""
     import signal
     import subprocess
     import time
@@ -179,7 +178,6 @@ def test_an_interrupted_job_resumes_from_its_checkpoint(tmp_path):
     job = replace(
         base, budget=replace(base.budget, total_timesteps=4_000, eval_interval=1_000), checkpoint_interval=500
     )
-    job_dir = tmp_path / "job"
     learning.start_job_dir(job, job_dir)
     script = subprocess.Popen(
         [sys.executable, str(learning.ROOT / "cadp_qmix.py"), *job.flags()],
@@ -196,6 +194,16 @@ def test_an_interrupted_job_resumes_from_its_checkpoint(tmp_path):
     script.wait()
     checkpoints = list(job_dir.glob("runs/*/checkpoints/*.cadp_model"))
     assert checkpoints and not (job_dir / "done").exists()
+    return job, checkpoints
+
+
+def test_an_interrupted_job_resumes_from_its_checkpoint(tmp_path):
+    """A job killed mid-run continues from its newest periodic checkpoint when the study is rerun, in the same run
+    directory, and ends as a whole run would; a job dir of another signature, or of a job without checkpoints,
+    starts over."""
+    job_dir = tmp_path / "job"
+    job, checkpoints = killed_after_a_checkpoint(job_dir)
+    base = learning.expand("smoke", only="cadp_qmix")[0]
     run_dir = checkpoints[0].parent.parent
     assert learning.resumable_run(job, job_dir) == str(run_dir.relative_to(job_dir))
     assert learning.resumable_run(base, job_dir) is None  # another signature
@@ -214,6 +222,41 @@ def test_an_interrupted_job_resumes_from_its_checkpoint(tmp_path):
     assert again["ok"] and again["rows"] == result["rows"], again["log"][-2000:]
     assert again["log"].count("$ python") == result["log"].count("$ python")  # no script started
     assert again["log"].endswith("collected without training\n")
+
+
+def test_an_unfinished_job_is_carried_to_another_clone_by_its_exported_checkpoint(tmp_path, monkeypatch):
+    """--export-checkpoints copies an unfinished job's newest checkpoint and its rows so far into the results
+    (committed); a clone without the job's directory continues from there, and its rows are the whole run's."""
+    here, results = tmp_path / "here", tmp_path / "results"
+    job, _ = killed_after_a_checkpoint(here / "job")
+    step, _ = learning.newest_checkpoint(here / "job", learning.resumable_run(job, here / "job"))
+    monkeypatch.setattr(learning, "CARRY_MAX_BYTES", 1)  # a checkpoint that holds a replay buffer stays
+    (refused,) = learning.export_checkpoints([job], {job: here / "job"}, results)
+    assert "not carried" in refused and not (results / "checkpoints").exists()
+    monkeypatch.undo()
+    (line,) = learning.export_checkpoints([job], {job: here / "job"}, results)
+    carried = learning.carry_dir(results, job)
+    assert f"step {step}" in line and (carried / f"step_{step}.cadp_model").exists()
+    carried_rows = learning.read_rows(carried / "scalars.csv")
+    assert carried_rows and max(s for _, s, _, _ in carried_rows) <= step
+
+    elsewhere = tmp_path / "elsewhere" / "job"  # another clone: the results, no job directory
+    learning.import_carried([job], {job: elsewhere}, results)
+    assert learning.resumable_run(job, elsewhere) is not None
+    result = learning.run_job(job, str(elsewhere), str(learning.ROOT))
+    assert result["ok"], result["log"][-2000:]
+    assert result["log"].startswith(f"carried from another clone at step {step}")
+    assert result["rows"][: len(carried_rows)] == carried_rows  # the carried part as it was
+    evals = [(s, wall) for tag, s, wall, _ in result["rows"] if tag == "eval/decentralized_episodic_return"]
+    assert min(s for s, _ in evals) < step < max(s for s, _ in evals) == 4_000
+    walls = [wall for _, wall in sorted(evals)]
+    assert walls == sorted(walls)  # running time counted on from the carried part's
+    # a clone whose own run got as far keeps it; a carried job of another signature is not continued from
+    learning.import_carried([job], {job: elsewhere}, results)
+    assert result["log"] == (elsewhere / "log.txt").read_text()
+    other = replace(job, seed=job.seed + 1)
+    learning.import_carried([other], {other: tmp_path / "other"}, results)
+    assert not (tmp_path / "other").exists()
 
 
 def fake_peer(calls: list) -> types.ModuleType:
@@ -492,10 +535,9 @@ def test_the_smax_study_runs_the_papers_items_in_order_with_the_release_schedule
         assert ("--exploration-steps" in job.flags()) == (epsilon is not None)
         if epsilon:
             assert flag(job, "--exploration-steps") == epsilon
-            # the replay buffer goes into the checkpoints, so a continued run is the uninterrupted one; a storage
-            # flag, not part of what the run computes: not in the signature
-            assert flag(job, "--checkpoint-buffer-max-mb") == "8192"
-            assert "--checkpoint-buffer-max-mb" not in job.signature() and "--exploration-steps" in job.signature()
+            # the scripts' default: the buffer (GiBs) is left out of the checkpoints, which hold the actions taken,
+            # replayed on resume; small enough to carry to another clone (--export-checkpoints)
+            assert "--checkpoint-buffer-max-mb" not in job.flags() and "--exploration-steps" in job.signature()
         if job.script == "cadp_mappo":  # the release's rollouts: 8 envs x 400 steps, one minibatch
             assert [flag(job, name) for name in ("--num-envs", "--num-steps", "--num-minibatches")] == ["8", "400", "1"]
     assert [job.seed for job in learning.expand("smax", seeds=[7])[::2]] == [7] * 4  # one per item's (env, script)

@@ -68,16 +68,18 @@ RUN = {  # (flags, total steps, the checkpoint the killed run resumes from)
         + ["--total-timesteps", "3000", "--eval-interval", "1000", "--checkpoint-interval", "1000"],
         1000,
     ),
-    "cadp_vdn": (
+    "cadp_vdn": (  # its buffer left out of the checkpoints: the resume replays the logged actions
         LBF
         + TINY["cadp_vdn"]
-        + ["--total-timesteps", "3000", "--eval-interval", "1000", "--checkpoint-interval", "1000"],
+        + ["--total-timesteps", "3000", "--eval-interval", "1000", "--checkpoint-interval", "1000"]
+        + ["--checkpoint-buffer-max-mb", "0"],
         1000,
     ),
-    "cadp_qplex": (
+    "cadp_qplex": (  # its buffer left out of the checkpoints: the resume replays the logged actions
         LBF
         + TINY["cadp_qplex"]
-        + ["--total-timesteps", "3000", "--eval-interval", "1000", "--checkpoint-interval", "1000"],
+        + ["--total-timesteps", "3000", "--eval-interval", "1000", "--checkpoint-interval", "1000"]
+        + ["--checkpoint-buffer-max-mb", "0"],
         1000,
     ),
     "cadp_mappo": (
@@ -100,6 +102,9 @@ def test_a_killed_and_resumed_run_continues_exactly_like_an_uninterrupted_one(sc
     assert uninterrupted.wait(timeout=300) == 0, output(tmp_path / "a")
 
     resumed = run_script(script, tmp_path / "b", "--resume", str(checkpoint.relative_to(tmp_path / "b")))
+    if "--checkpoint-buffer-max-mb" in flags:  # the episodes were rebuilt, not loaded
+        assert torch.load(checkpoint, weights_only=False)["buffer"].keys() == {"replay", "size", "next_index", "digest"}
+        assert "the same as when the checkpoint was written" in resumed.stdout, resumed.stdout[-2000:]
     (run_a,), (run_b,) = (tmp_path / "a" / "runs").iterdir(), (tmp_path / "b" / "runs").iterdir()
     # the same run directory, continued: every series equal, the killed run's events after the checkpoint dropped
     expected, actual = scalars(run_a), scalars(run_b)
@@ -364,8 +369,9 @@ gymnasium.register("Handle-v0", entry_point=f"{__name__}:HandleEnv", max_episode
 
 
 def test_resume_without_env_snapshot_or_replay_buffer_still_continues(tmp_path):
-    """An env that cannot be pickled, and a buffer over --checkpoint-buffer-max-mb: the checkpoint says
-    so, and a resumed run goes on with new episodes and a refilling buffer."""
+    """An env that cannot be pickled, and a buffer over --checkpoint-buffer-max-mb: the checkpoint holds the
+    actions taken, a resume rebuilds the buffer from them and starts new episodes (a reseed, which no replay can
+    repeat); the checkpoints after it hold no buffer, and a run resumed from one goes on with a refilling buffer."""
     (tmp_path / "handle_env.py").write_text(UNPICKLABLE_ENV)
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     first = start_script(
@@ -376,7 +382,7 @@ def test_resume_without_env_snapshot_or_replay_buffer_still_continues(tmp_path):
         "--num-envs",
         "2",
         "--total-timesteps",
-        "200",
+        "300",
         "--checkpoint-interval",
         "100",
         "--checkpoint-buffer-max-mb",
@@ -390,12 +396,18 @@ def test_resume_without_env_snapshot_or_replay_buffer_still_continues(tmp_path):
     _, stderr = output(tmp_path / "run")
     assert stderr.count("warning: handle_env:Handle-v0 cannot be pickled") == 1, stderr
     (run_dir,) = (tmp_path / "run" / "runs").iterdir()
-    checkpoint = torch.load(run_dir / "checkpoints" / "step_100.cadp_model", weights_only=False)
-    assert checkpoint["envs"] is None and checkpoint["buffer"] is None
+    checkpoints = run_dir / "checkpoints"
+    checkpoint = torch.load(checkpoints / "step_100.cadp_model", weights_only=False)
+    assert checkpoint["envs"] is None and checkpoint["buffer"]["replay"]
 
-    resumed = start_script(
-        "cadp_qmix", tmp_path / "run", "--resume", str(run_dir / "checkpoints" / "step_100.cadp_model"), env=env
-    )
+    resumed = start_script("cadp_qmix", tmp_path / "run", "--resume", str(checkpoints / "step_100.cadp_model"), env=env)
     assert resumed.wait(timeout=300) == 0, output(tmp_path / "run")
     stdout, _ = output(tmp_path / "run")
-    assert "the checkpoint holds no replay buffer" in stdout and "final eval after 200 steps" in stdout
+    assert "the same as when the checkpoint was written" in stdout and "final eval after 300 steps" in stdout
+    after_reseed = torch.load(checkpoints / "step_200.cadp_model", weights_only=False)
+    assert after_reseed["buffer"] is None and not after_reseed["actions"]["complete"]
+
+    again = start_script("cadp_qmix", tmp_path / "run", "--resume", str(checkpoints / "step_200.cadp_model"), env=env)
+    assert again.wait(timeout=300) == 0, output(tmp_path / "run")
+    stdout, _ = output(tmp_path / "run")
+    assert "the checkpoint holds no replay buffer" in stdout and "final eval after 300 steps" in stdout
