@@ -508,12 +508,10 @@ def rough_seconds_left(job: Job, job_dir: Path) -> float:
 
 def newest_checkpoint(job_dir: Path, run: str) -> tuple[int, Path] | None:
     """(step, path) of the newest periodic checkpoint of the run directory `run` of job_dir."""
-    found = [
-        (int(m.group(1)), path)
-        for path in (job_dir / run / "checkpoints").glob("step_*.cadp_model")
-        if (m := re.fullmatch(r"step_(\d+)\.cadp_model", path.name))
-    ]
-    return max(found, default=None)
+    from common.checkpoint import periodic_checkpoints  # torch, imported only where checkpoints are looked at
+
+    found = periodic_checkpoints(str(job_dir / run))
+    return (found[-1][0], Path(found[-1][1])) if found else None
 
 
 # ---- Carrying an unfinished job to another clone: its newest checkpoint and its scalars so far -------
@@ -840,10 +838,7 @@ def record(job: Job, job_dir: Path, result: dict, elsewhere: bool = False) -> No
         (job_dir / "log.txt").write_text(result["log"])
     if not result["ok"]:
         return
-    with open(job_dir / "scalars.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["tag", "step", "wall_time_s", "value"])
-        writer.writerows((tag, step, f"{wall:.3f}", f"{value:.7g}") for tag, step, wall, value in result["rows"])
+    write_rows(job_dir / "scalars.csv", result["rows"])
     finished = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     # the run's own length, stops and pauses left out (read_scalars); this call alone would miss what a
     # resumed run did before it was stopped
