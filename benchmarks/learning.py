@@ -6,7 +6,7 @@ instead of {advice, no advice}: a label and the script's flags each (ABLATION_AR
 as a subprocess in its own directory, benchmarks/runs/{study}/{job}/ (one torch thread, output in
 log.txt; no checkpoints, except in a study with a checkpoint_interval, such as `smax`, whose
 interrupted jobs continue from their newest checkpoint when the study runs again, on this clone or,
-through `--export-checkpoints` and a commit, on another). After each job,
+through `--export-checkpoints` and a copy of its folder, on another). After each job,
 the TensorBoard scalars of every finished job go into one CSV, benchmarks/results/learning_{study}.csv.gz,
 listed with their signatures in a manifest beside it, learning_{study}.jobs.json, and
 benchmarks/plot.py redraws the curves and the table. A
@@ -549,7 +549,7 @@ def with_earlier(job_dir: Path, rows: list, up_to: int | None = None) -> list:
 
 def export_checkpoints(jobs: list[Job], job_dirs: dict[Job, Path], results_dir: Path) -> list[str]:
     """--export-checkpoints: for each job with an interrupted or running run, its newest checkpoint and its rows up
-    to it, into carry_dir (to commit, so that another clone continues the job: import_carried). Returns what it did,
+    to it, into carry_dir (to copy, so that another clone continues the job: import_carried). Returns what it did,
     line by line."""
     lines = []
     for job in jobs:
@@ -929,7 +929,7 @@ def main(argv: list[str] | None = None) -> int:
         "--export-checkpoints",
         action="store_true",
         help="run nothing: copy the newest checkpoint of each unfinished job, with its scalars so far, into "
-        "RESULTS_DIR/checkpoints/{study}/, to commit; a clone that has them continues those jobs from there",
+        "RESULTS_DIR/checkpoints/{study}/ (not tracked by git: checkpoints stay out of the results), to copy; a clone that has them continues those jobs from there",
     )
     parser.add_argument("--ray", action="store_true", help="run the jobs as tasks of a local Ray")
     parser.add_argument("--ray-address", help="run the jobs as tasks of this Ray cluster")
