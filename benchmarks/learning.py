@@ -929,7 +929,8 @@ def main(argv: list[str] | None = None) -> int:
         "--export-checkpoints",
         action="store_true",
         help="run nothing: copy the newest checkpoint of each unfinished job, with its scalars so far, into "
-        "RESULTS_DIR/checkpoints/{study}/ (not tracked by git: checkpoints stay out of the results), to copy; a clone that has them continues those jobs from there",
+        "RESULTS_DIR/checkpoints/{study}/ (not tracked by git: checkpoints stay out of the results), to copy; "
+        "a clone that has them continues those jobs from there",
     )
     parser.add_argument("--ray", action="store_true", help="run the jobs as tasks of a local Ray")
     parser.add_argument("--ray-address", help="run the jobs as tasks of this Ray cluster")
