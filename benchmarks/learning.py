@@ -498,11 +498,12 @@ def resumable_run(job: Job, job_dir: Path) -> str | None:
     return None
 
 
-def rough_seconds_left(job: Job, job_dir: Path) -> float:
-    """A job's rough duration, less the share of its budget that its newest checkpoint already did."""
+def rough_seconds_left(job: Job, job_dir: Path, results_dir: Path | None = None) -> float:
+    """A job's rough duration, less the share of its budget that its newest checkpoint already did (its own, or
+    one carried in results_dir from another clone, whichever got further)."""
     run = resumable_run(job, job_dir)
     newest = newest_checkpoint(job_dir, run) if run is not None else None
-    done = newest[0] if newest else 0
+    done = max(newest[0] if newest else 0, carried_step(results_dir, job) if results_dir else 0)
     return job.rough_seconds() * max(0.0, 1.0 - done / job.budget.total_timesteps)
 
 
@@ -521,6 +522,15 @@ EARLIER = "earlier_scalars.csv"  # in a job directory: the rows of the run up to
 
 def carry_dir(results_dir: Path, job: Job) -> Path:
     return results_dir / "checkpoints" / job.study / job.name
+
+
+def carried_step(results_dir: Path, job: Job) -> int:
+    """The step of the checkpoint carried for this job (export_checkpoints), 0 if none is, or it is for other flags."""
+    try:
+        carried = json.loads((carry_dir(results_dir, job) / "carried").read_text())
+    except (OSError, ValueError):
+        return 0
+    return int(carried["step"]) if carried.get("signature") == job.signature() else 0
 
 
 def read_rows(path: Path) -> list[tuple[str, int, float, float]]:
@@ -967,9 +977,10 @@ def main(argv: list[str] | None = None) -> int:
         import_carried(todo, job_dirs, args.results_dir)
 
     if args.dry_run:
+        left = {job: rough_seconds_left(job, job_dirs[job], args.results_dir) for job in todo}  # carried counts too
         width = max(55, *(len(job.name) for job in jobs))
         for job in jobs:
-            status = "finished" if job not in todo else f"~{rough_seconds_left(job, job_dirs[job]) / 60:.0f} min"
+            status = f"~{left[job] / 60:.0f} min" if job in left else "finished"
             what = (
                 f"peer.run_learning {job.algo.removeprefix('peer_')}"
                 if job.script == PEER
@@ -979,8 +990,7 @@ def main(argv: list[str] | None = None) -> int:
         steps = sum(job.budget.total_timesteps for job in todo)
         print(
             f"{len(jobs)} jobs: {len(jobs) - len(todo)} finished, {len(todo)} to run, {steps:,} env steps; roughly "
-            f"{makespan([rough_seconds_left(job, job_dirs[job]) for job in todo], args.workers) / 3600:.1f} h on "
-            f"{args.workers} workers "
+            f"{makespan(list(left.values()), args.workers) / 3600:.1f} h on {args.workers} workers "
             "(from speeds measured with 2 runs per 2 cores: ROUGH_SPS in benchmarks/learning.py)"
         )
         return 0

@@ -882,6 +882,16 @@ def test_a_resumed_jobs_rough_duration_leaves_out_what_its_checkpoint_did(tmp_pa
     (job_dir / "signature").write_text("another job's")  # its checkpoints are not this job's: it starts over
     assert learning.rough_seconds_left(job, job_dir) == job.rough_seconds()
 
+    # a checkpoint carried from another clone counts as well (--dry-run estimates before importing it), if it is
+    # this job's
+    results = tmp_path / "results"
+    carried = learning.carry_dir(results, job)
+    carried.mkdir(parents=True)
+    (carried / "carried").write_text(json.dumps({"signature": job.signature(), "run": "a_run", "step": 350_000}))
+    assert learning.rough_seconds_left(job, job_dir, results) == pytest.approx(job.rough_seconds() * 2 / 3)
+    (carried / "carried").write_text(json.dumps({"signature": "other flags", "run": "a_run", "step": 350_000}))
+    assert learning.rough_seconds_left(job, job_dir, results) == job.rough_seconds()
+
 
 def test_the_time_limit_leaves_a_job_that_would_not_end_for_the_next_call(tmp_path, monkeypatch, capsys):
     hours = {"cadp_qmix": 10 * 3600.0, "qmix": 1.0}
