@@ -942,6 +942,11 @@ def main(argv: list[str] | None = None) -> int:
         "RESULTS_DIR/checkpoints/{study}/ (not tracked by git: checkpoints stay out of the results), to copy; "
         "a clone that has them continues those jobs from there",
     )
+    parser.add_argument(
+        "--machine",
+        help="the machine, as the report states it (default: this one's CPU count and --workers; give it when "
+        "several drivers share the machine, each with --only and --workers 1)",
+    )
     parser.add_argument("--ray", action="store_true", help="run the jobs as tasks of a local Ray")
     parser.add_argument("--ray-address", help="run the jobs as tasks of this Ray cluster")
     parser.add_argument(
@@ -1002,7 +1007,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if any(job.script == PEER for job in todo):
         importlib.import_module("benchmarks.peer")  # fail now, not after the other jobs
-    machine = (
+    machine = args.machine or (
         f"a Ray cluster ({args.ray_address}), one torch thread per run"
         if args.ray_address
         else f"{os.cpu_count()} CPU cores, {args.workers} runs at a time, one torch thread per run"

@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import importlib.util
 import json
+import os
 import shutil
 import sys
 import time
@@ -634,8 +635,13 @@ def test_a_call_with_other_seeds_reports_the_runs_in_out_of_the_whole_plan(tmp_p
     monkeypatch.setattr(learning, "run_job", fake_ablation_job([], csv_path))
     flags = study_flags(tmp_path, "--study", "ablation-smoke", "--workers", "1")
     assert learning.main(flags) == 0  # the plan's seed 1: 2 arms x 2 scripts
-    assert learning.main([*flags, "--seeds", "2", "--only", "cadp_qmix_post_gru"]) == 0
-    assert "Runs in: 5 of 8 planned" in (tmp_path / "results" / "learning_ablation-smoke.md").read_text()
+    table = (tmp_path / "results" / "learning_ablation-smoke.md").read_text()
+    assert f"Machine: {os.cpu_count()} CPU cores, 1 runs at a time" in table  # from this call's --workers
+    # a driver beside another on the same machine states the machine as it is
+    again = [*flags, "--seeds", "2", "--only", "cadp_qmix_post_gru", "--machine", "2 cores, 2 drivers"]
+    assert learning.main(again) == 0
+    table = (tmp_path / "results" / "learning_ablation-smoke.md").read_text()
+    assert "Runs in: 5 of 8 planned" in table and "Machine: 2 cores, 2 drivers." in table
 
 
 def test_a_stopped_ablation_keeps_its_finished_jobs_and_resumes_in_a_fresh_clone(tmp_path, monkeypatch, capsys):
