@@ -527,6 +527,11 @@ if __name__ == "__main__":
         if log_confidence is not None:
             self_weight = log_confidence.diagonal(dim1=-2, dim2=-1).exp().mean()
             writer.add_scalar("charts/self_attention_weight", self_weight.item(), global_step)
+            # how flat the rows c_i. are, as a share of log(agents): 1 = the same weight on every agent, 0 = all
+            # on one; pruning drives it to 0 (all on the agent itself)
+            row_entropy = -(log_confidence.exp() * log_confidence).sum(-1).mean()
+            row_entropy = row_entropy / math.log(max(log_confidence.shape[-1], 2))
+            writer.add_scalar("charts/attention_entropy", row_entropy.item(), global_step)
             writer.add_scalar("losses/prune_loss", prune_loss.item(), global_step)
             writer.add_scalar("charts/prune_coef", prune_coef, global_step)
 

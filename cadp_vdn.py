@@ -404,6 +404,12 @@ if __name__ == "__main__":
                         self_weight = log_confidence[:, :-1].diagonal(dim1=-2, dim2=-1).exp().mean(dim=(-2, -1))
                         self_weight = (self_weight * mask).sum() / valid
                         writer.add_scalar("charts/self_attention_weight", self_weight.item(), global_step)
+                        # how flat the rows c_i. are, as a share of log(agents): 1 = the same weight on every
+                        # agent, 0 = all on one; pruning drives it to 0 (all on the agent itself)
+                        rows = log_confidence[:, :-1]  # (batch, time, heads, agents, agents)
+                        row_entropy = -(rows.exp() * rows).sum(-1).mean(dim=(-2, -1))  # (batch, time)
+                        row_entropy = (row_entropy * mask).sum() / valid / math.log(max(rows.shape[-1], 2))
+                        writer.add_scalar("charts/attention_entropy", row_entropy.item(), global_step)
                         writer.add_scalar("losses/prune_loss", prune_loss.item(), global_step)
                         writer.add_scalar("charts/prune_coef", prune_coef, global_step)
             run.time_updates(time.perf_counter() - update_start, int(done.sum()))

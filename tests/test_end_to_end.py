@@ -23,6 +23,7 @@ COMMON_TAGS = {
     "charts/SPS",
     "charts/update_time_ms",
     "charts/self_attention_weight",
+    "charts/attention_entropy",
     "charts/prune_coef",
     "losses/prune_loss",
     "losses/grad_norm",
@@ -120,6 +121,11 @@ def test_training_run_writes_tags_checkpoint_and_a_faithful_exported_actor(scrip
     assert run_dir.name.startswith("lbforaging-Foraging-8x8-2p-3f-v3__" + script + "__1__")
     missing = (COMMON_TAGS | SCRIPT_TAGS[script]) - scalar_tags(run_dir)
     assert not missing, f"tags not written: {missing}"
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    entropies = [event.value for event in accumulator.Scalars("charts/attention_entropy")]
+    assert all(0.0 <= value <= 1.0 + 1e-6 for value in entropies), entropies  # a share of log(agents)
+    assert entropies[0] > 0.5, entropies  # a fresh attention is near uniform, before any pruning
     # --capture-video: each evaluation's first episode of both models, as MP4 and in TensorBoard's image panel
     videos = {path.name for path in (run_dir / "videos").iterdir()}
     final = max(int(name.split("_")[0]) for name in videos)
