@@ -524,13 +524,18 @@ def carry_dir(results_dir: Path, job: Job) -> Path:
     return results_dir / "checkpoints" / job.study / job.name
 
 
-def carried_step(results_dir: Path, job: Job) -> int:
-    """The step of the checkpoint carried for this job (export_checkpoints), 0 if none is, or it is for other flags."""
+def read_carried(results_dir: Path, job: Job) -> dict | None:
+    """What export_checkpoints wrote for this job ({"signature", "run", "step"}), or None if nothing was carried."""
     try:
-        carried = json.loads((carry_dir(results_dir, job) / "carried").read_text())
+        return json.loads((carry_dir(results_dir, job) / "carried").read_text())
     except (OSError, ValueError):
-        return 0
-    return int(carried["step"]) if carried.get("signature") == job.signature() else 0
+        return None
+
+
+def carried_step(results_dir: Path, job: Job) -> int:
+    """The step of the checkpoint carried for this job, 0 if none is, or it is for other flags."""
+    carried = read_carried(results_dir, job)
+    return int(carried["step"]) if carried and carried.get("signature") == job.signature() else 0
 
 
 def read_rows(path: Path) -> list[tuple[str, int, float, float]]:
@@ -589,10 +594,8 @@ def import_carried(jobs: list[Job], job_dirs: dict[Job, Path], results_dir: Path
     """Each job carried from another clone (export_checkpoints) that has no run of its own here, or one that got
     less far, becomes an interrupted run here: its job directory with the checkpoint and the rows so far."""
     for job in jobs:
-        source = carry_dir(results_dir, job)
-        try:
-            carried = json.loads((source / "carried").read_text())
-        except (OSError, ValueError):
+        source, carried = carry_dir(results_dir, job), read_carried(results_dir, job)
+        if carried is None:
             continue
         if carried.get("signature") != job.signature():
             print(f"note: {source} is for another version of {job.name} (its flags changed): not continued from")

@@ -85,10 +85,10 @@ def torch_only_site(directory: Path) -> Path:
     return directory
 
 
-def scalar_tags(run_dir: Path) -> set[str]:
+def scalars(run_dir: Path) -> EventAccumulator:
     accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     accumulator.Reload()
-    return set(accumulator.Tags()["scalars"])
+    return accumulator
 
 
 @pytest.mark.parametrize("script", list(TINY))
@@ -119,11 +119,10 @@ def test_training_run_writes_tags_checkpoint_and_a_faithful_exported_actor(scrip
     final_returns(result)
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert run_dir.name.startswith("lbforaging-Foraging-8x8-2p-3f-v3__" + script + "__1__")
-    missing = (COMMON_TAGS | SCRIPT_TAGS[script]) - scalar_tags(run_dir)
+    logged = scalars(run_dir)
+    missing = (COMMON_TAGS | SCRIPT_TAGS[script]) - set(logged.Tags()["scalars"])
     assert not missing, f"tags not written: {missing}"
-    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
-    accumulator.Reload()
-    entropies = [event.value for event in accumulator.Scalars("charts/attention_entropy")]
+    entropies = [event.value for event in logged.Scalars("charts/attention_entropy")]
     assert all(0.0 <= value <= 1.0 + 1e-6 for value in entropies), entropies  # a share of log(agents)
     assert entropies[0] > 0.5, entropies  # a fresh attention is near uniform, before any pruning
     # --capture-video: each evaluation's first episode of both models, as MP4 and in TensorBoard's image panel
