@@ -12,7 +12,6 @@ import copy
 import dataclasses
 import json
 import os
-import pickle
 import random
 import sys
 import time
@@ -26,11 +25,12 @@ from common.checkpoint import (
     Checkpointer,
     env_spec,
     load_checkpoint,
+    packed_snapshot,
     restore,
     rng_state,
     save_atomic,
     set_rng_state,
-    snapshot,
+    unpack_snapshot,
 )
 from common.cli import check_flags, fail
 from common.envs import make_vec_env
@@ -195,7 +195,7 @@ class Run:
             action_log.load_state_dict(saved.get("actions"))
             start = live["obs"], live["state"], live["avail"]
             buffer.load_state_dict(saved["buffer"], replay_from=(live["envs"], start, action_log))
-        restored = None if saved["envs"] is None else pickle.loads(saved["envs"])
+        restored = None if saved["envs"] is None else unpack_snapshot(saved["envs"])
         if restored is not None:
             for value in live.values():  # the envs built before the resume, which the restored ones replace
                 for item in value.values() if isinstance(value, dict) else (value,):
@@ -305,7 +305,7 @@ class Run:
             "rng": rng_state(),
             **{name: module.state_dict() for name, module in networks.items()},
             **extra,
-            "envs": snapshot(live, self.args.env_id),
+            "envs": packed_snapshot(live, self.args.env_id),
         }
 
     # ---- after training ----

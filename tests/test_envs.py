@@ -505,20 +505,24 @@ def test_missing_env_dependency_says_what_to_install():
 )
 def test_a_snapshot_mid_episode_continues_that_very_episode(env_id):
     """What a checkpoint relies on: the envs pickled mid-episode (mpe2's and sisl's EzPickle envs by their
-    attributes, not by their constructor arguments) step on exactly as the originals do."""
-    from common.checkpoint import snapshot
+    attributes, not by their constructor arguments) step on exactly as the originals do, from the packed
+    snapshot a checkpoint stores and from the plain pickle that older checkpoints hold."""
+    from common.checkpoint import packed_snapshot, snapshot, unpack_snapshot
 
     vec = VecMultiAgentEnv(env_id, 2, seed=3, agent_id_feature=True, last_action_feature=True)
     obs, _, avail = vec.reset()
     rng = np.random.default_rng(0)
     for _ in range(7):
         obs, _, avail, *_ = vec.step(random_actions(rng, avail))
-    copy = pickle.loads(snapshot(vec, env_id))
+    plain, packed = snapshot(vec, env_id), packed_snapshot(vec, env_id)
+    assert len(packed) < len(plain)
+    copies = [unpack_snapshot(packed), unpack_snapshot(plain)]
     for _ in range(40):  # past an episode end where the episode limit is short
         actions = random_actions(rng, avail)
-        original, restored = vec.step(actions), copy.step(actions)
-        for a, b in zip(original[:6], restored[:6]):
-            np.testing.assert_array_equal(a, b)
+        original = vec.step(actions)
+        for copy in copies:
+            for a, b in zip(original[:6], copy.step(actions)[:6]):
+                np.testing.assert_array_equal(a, b)
         avail = original[2]
-    vec.close()
-    copy.close()
+    for env in [vec, *copies]:
+        env.close()
