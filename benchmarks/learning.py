@@ -272,15 +272,25 @@ ROUGH_SPS_SMAX = {"cadp_qmix": 140, "cadp_vdn": 140, "qmix": 280, "vdn": 280, "c
 ROUGH_SPS_MAPS = {"smax:3s5z_vs_3s6z": {"cadp_qmix": 75, "cadp_vdn": 75, "qmix": 150, "vdn": 150}}
 # GRF 3-vs-1 (benchmarks/results/gfootball_throughput.csv: cadp_qmix.py 130 steps/s alone on 2 cores, 62 beside 2 runs)
 ROUGH_SPS_GRF = {"cadp_qmix": 60, "qmix": 70}
-# besides every eval/ tag; the last three are logged by advice runs (pruning) and on envs with wins
+# besides every eval/ tag; self_attention_weight and prune_coef are logged by advice runs (pruning), win_rate on
+# envs with wins. The losses are the ones that show a run diverging or collapsing late (Q-values drifting from
+# their targets, a value loss blowing up, the policy's entropy gone), so that committed results can tell why a run
+# that had learned lost it: Q-learning's, then PPO's; a run keeps those its script logs.
 KEPT_TAGS = (
     "charts/episodic_return",
     "charts/SPS",
     "charts/self_attention_weight",
     "charts/prune_coef",
     "charts/win_rate",
+    "losses/td_loss",
+    "losses/q_values",
+    "losses/target_q_values",
+    "losses/grad_norm",
+    "losses/value_loss",
+    "losses/entropy",
+    "losses/approx_kl",
 )
-TRAINING_POINTS = 200  # charts/ tags: the mean over at most this many step bins per run, to keep the CSV small
+TRAINING_POINTS = 200  # KEPT_TAGS: the mean over at most this many step bins per run, to keep the CSV small
 # a run logs every few seconds (checkpoint writes and evaluations: under a minute); a longer silence is a run
 # that was stopped and resumed or paused (SIGSTOP), and is left out of its wall times
 STOPPED_GAP_S = 300.0

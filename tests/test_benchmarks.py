@@ -29,6 +29,8 @@ TAGS_OF_A_RUN = {
     "charts/SPS",
 }
 ADVICE_TAGS = {"charts/self_attention_weight", "charts/prune_coef"}  # logged by the runs with advice
+# the Q-learning scripts' losses that the study keeps (learning.KEPT_TAGS), logged once training has begun
+Q_LOSS_TAGS = {"losses/td_loss", "losses/q_values", "losses/target_q_values", "losses/grad_norm"}
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -85,7 +87,9 @@ def check_study_csv(path: Path, algos: set[str]) -> list[dict]:
     assert {row["algo"] for row in rows} == algos
     for algo in algos:
         mine = [row for row in rows if row["algo"] == algo]
-        assert {row["tag"] for row in mine} == TAGS_OF_A_RUN | (ADVICE_TAGS if algo == "cadp_qmix" else set())
+        assert {row["tag"] for row in mine} == TAGS_OF_A_RUN | Q_LOSS_TAGS | (
+            ADVICE_TAGS if algo == "cadp_qmix" else set()
+        )
         assert {(row["study"], row["env_id"], row["script"], row["seed"]) for row in mine} == {
             ("smoke", "matrix:two_step", "cadp_qmix", "1")
         }
@@ -329,17 +333,23 @@ def test_collected_scalars_keep_eval_tags_whole_and_thin_the_training_ones(tmp_p
     for step in range(1000):
         writer.add_scalar("charts/episodic_return", step % 2, step, walltime=5000.0 + step)
         writer.add_scalar("losses/td_loss", 1.0, step, walltime=5000.0 + step)
+        writer.add_scalar("losses/clipfrac", 0.1, step, walltime=5000.0 + step)  # not kept
     for step in (0, 500, 999):
         writer.add_scalar("eval/decentralized_episodic_return", step, step, walltime=5000.0 + step)
     writer.close()
     rows = learning.read_scalars(tmp_path)
-    assert {tag for tag, *_ in rows} == {"charts/episodic_return", "eval/decentralized_episodic_return"}
+    assert {tag for tag, *_ in rows} == {
+        "charts/episodic_return",
+        "losses/td_loss",
+        "eval/decentralized_episodic_return",
+    }
     assert [row for row in rows if row[0].startswith("eval/")] == [
         ("eval/decentralized_episodic_return", step, float(step), float(step)) for step in (0, 500, 999)
     ]
     training = [row for row in rows if row[0] == "charts/episodic_return"]
     assert len(training) == learning.TRAINING_POINTS  # 5 steps per bin: the mean of 0 1 0 1 0 or 1 0 1 0 1
     assert {value for *_, value in training} == {0.4, 0.6} and training[-1][1:3] == (999, 999.0)
+    assert len([row for row in rows if row[0] == "losses/td_loss"]) == learning.TRAINING_POINTS
 
 
 def test_wall_times_leave_out_the_time_a_run_was_stopped_or_paused(tmp_path):
@@ -718,7 +728,9 @@ def test_ablation_smoke_study_runs_in_the_process_pool_and_survives_a_fresh_clon
     assert {row["algo"] for row in qmix_rows} == {"qmix_rnn", "cadp_qmix_post_gru"}
     for algo, advice in (("qmix_rnn", "false"), ("cadp_qmix_post_gru", "true")):
         mine = [row for row in qmix_rows if row["algo"] == algo]
-        assert {row["tag"] for row in mine} == TAGS_OF_A_RUN | (ADVICE_TAGS if advice == "true" else set())
+        assert {row["tag"] for row in mine} == TAGS_OF_A_RUN | Q_LOSS_TAGS | (
+            ADVICE_TAGS if advice == "true" else set()
+        )
         assert {(row["script"], row["advice"], row["seed"]) for row in mine} == {("cadp_qmix", advice, "1")}
     assert len(json.loads((results / "learning_ablation-smoke.jobs.json").read_text())) == 2
 
