@@ -600,31 +600,48 @@ def export_checkpoints(jobs: list[Job], job_dirs: dict[Job, Path], results_dir: 
     return lines
 
 
+def pack_carried(results_dir: Path, job: Job) -> dict | None:
+    """The run export_checkpoints carried for this job, as data: {"carried" (read_carried), "checkpoint" (bytes),
+    "scalars" (text), "source"}; None if nothing was carried, or it is for other flags (said so). As data, it
+    reaches a Ray cluster's task too, whose working_dir leaves the git-ignored checkpoints out."""
+    source, carried = carry_dir(results_dir, job), read_carried(results_dir, job)
+    if carried is None:
+        return None
+    if carried.get("signature") != job.signature():
+        print(f"note: {source} is for another version of {job.name} (its flags changed): not continued from")
+        return None
+    return {
+        "carried": carried,
+        "checkpoint": (source / f"step_{carried['step']}.cadp_model").read_bytes(),
+        "scalars": (source / "scalars.csv").read_text(),
+        "source": str(source),
+    }
+
+
+def unpack_carried(job: Job, job_dir: Path, packed: dict) -> None:
+    """A carried run (pack_carried) becomes an interrupted run in job_dir, its checkpoint and its rows so far,
+    unless job_dir holds a run of its own that got as far."""
+    carried = packed["carried"]
+    run = resumable_run(job, job_dir)
+    here = newest_checkpoint(job_dir, run) if run else None
+    if here is not None and here[0] >= carried["step"]:
+        return
+    start_job_dir(job, job_dir)
+    checkpoints = job_dir / "runs" / carried["run"] / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    (checkpoints / f"step_{carried['step']}.cadp_model").write_bytes(packed["checkpoint"])
+    (job_dir / EARLIER).write_text(packed["scalars"])
+    (job_dir / "carried").write_text(json.dumps(carried))
+    (job_dir / "log.txt").write_text(f"carried from another clone at step {carried['step']} ({packed['source']})\n")
+    print(f"{job.name}: continues from step {carried['step']}, carried in {packed['source']}", flush=True)
+
+
 def import_carried(jobs: list[Job], job_dirs: dict[Job, Path], results_dir: Path) -> None:
     """Each job carried from another clone (export_checkpoints) that has no run of its own here, or one that got
-    less far, becomes an interrupted run here: its job directory with the checkpoint and the rows so far."""
+    less far, becomes an interrupted run here."""
     for job in jobs:
-        source, carried = carry_dir(results_dir, job), read_carried(results_dir, job)
-        if carried is None:
-            continue
-        if carried.get("signature") != job.signature():
-            print(f"note: {source} is for another version of {job.name} (its flags changed): not continued from")
-            continue
-        run = resumable_run(job, job_dirs[job])
-        here = newest_checkpoint(job_dirs[job], run) if run else None
-        if here is not None and here[0] >= carried["step"]:
-            continue
-        job_dir = job_dirs[job]
-        start_job_dir(job, job_dir)
-        checkpoints = job_dir / "runs" / carried["run"] / "checkpoints"
-        checkpoints.mkdir(parents=True)
-        shutil.copyfile(
-            source / f"step_{carried['step']}.cadp_model", checkpoints / f"step_{carried['step']}.cadp_model"
-        )
-        shutil.copyfile(source / "scalars.csv", job_dir / EARLIER)
-        (job_dir / "carried").write_text(json.dumps(carried))
-        (job_dir / "log.txt").write_text(f"carried from another clone at step {carried['step']} ({source})\n")
-        print(f"{job.name}: continues from step {carried['step']}, carried in {source}", flush=True)
+        if (packed := pack_carried(results_dir, job)) is not None:
+            unpack_carried(job, job_dirs[job], packed)
 
 
 def run_ended(job: Job, log_path: Path) -> bool:
@@ -692,16 +709,19 @@ def _train_peer(job: Job, job_dir: Path, log_path: Path) -> Path:
     return run_dir
 
 
-def run_job(job: Job, job_dir: str | None = None, root: str | None = None) -> dict:
+def run_job(job: Job, job_dir: str | None = None, root: str | None = None, carried: dict | None = None) -> dict:
     """Train one job in job_dir (emptied first, unless it holds an interrupted run of the job to
-    resume: resumable_run; None: a temporary directory, removed after) with the scripts of `root`
-    (None: the current directory, as in a Ray task with a working_dir). Returns
+    resume: resumable_run; None: a temporary directory, removed after, where the run continues from
+    `carried`, pack_carried's, if given) with the scripts of `root` (None: the current directory, as in
+    a Ray task with a working_dir). Returns
     {"ok", "error", "rows" (read_scalars), "log" (its text), "seconds" (of this call)}; never raises."""
     root_path = Path(root or os.getcwd())
     if str(root_path) not in sys.path:
         sys.path.insert(0, str(root_path))
     scratch = None if job_dir else tempfile.mkdtemp(prefix="cadp-job-")
     path = Path(job_dir or Path(scratch) / job.name)
+    if scratch and carried is not None:
+        unpack_carried(job, path, carried)
     resume_from = resumable_run(job, path)
     if resume_from is None:
         start_job_dir(job, path)
@@ -773,10 +793,11 @@ RAY_EXCLUDES = [
 ]
 
 
-def run_ray(jobs: list[Job], job_dirs: dict[Job, Path], workers: int, address: str | None):
+def run_ray(jobs: list[Job], job_dirs: dict[Job, Path], workers: int, address: str | None, results_dir: Path):
     """Each job is a Ray task with num_cpus=1. Local (address None): a Ray of `workers` CPUs whose tasks
     write into the job directories. A cluster: the repository goes to the workers as working_dir and
-    the tasks train in temporary directories, returning their scalars and logs."""
+    the tasks train in temporary directories, continuing from the run carried in results_dir if there
+    is one (pack_carried, sent with the task), returning their scalars and logs."""
     try:
         import ray
     except ImportError:
@@ -802,7 +823,9 @@ def run_ray(jobs: list[Job], job_dirs: dict[Job, Path], workers: int, address: s
     task = ray.remote(num_cpus=1, max_retries=0)(run_job)
     try:
         pending = {
-            task.remote(job, None, None) if address else task.remote(job, str(job_dirs[job]), str(ROOT)): job
+            task.remote(job, None, None, pack_carried(results_dir, job))
+            if address
+            else task.remote(job, str(job_dirs[job]), str(ROOT)): job
             for job in jobs
         }
         while pending:
@@ -991,7 +1014,7 @@ def main(argv: list[str] | None = None) -> int:
         lines = export_checkpoints(todo, job_dirs, args.results_dir)
         print("\n".join(lines) if lines else "no unfinished job has a checkpoint to carry")
         return 0
-    if not (args.ray_address or args.dry_run):  # a cluster's tasks train in directories of their own
+    if not (args.ray_address or args.dry_run):  # a cluster's tasks get theirs with them (run_ray)
         import_carried(todo, job_dirs, args.results_dir)
 
     if args.dry_run:
@@ -1047,7 +1070,7 @@ def main(argv: list[str] | None = None) -> int:
 
     deadline = None if args.time_limit is None else time.monotonic() + args.time_limit * 3600
     executor = (
-        run_ray(todo, job_dirs, args.workers, args.ray_address)
+        run_ray(todo, job_dirs, args.workers, args.ray_address, args.results_dir)
         if args.ray or args.ray_address
         else run_local(todo, job_dirs, args.workers, deadline)
     )

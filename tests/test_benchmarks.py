@@ -262,6 +262,26 @@ def test_an_unfinished_job_is_carried_to_another_clone_by_its_exported_checkpoin
     other = replace(job, seed=job.seed + 1)
     learning.import_carried([other], {other: tmp_path / "other"}, results)
     assert not (tmp_path / "other").exists()
+    assert learning.pack_carried(results, other) is None
+
+
+def test_a_ray_cluster_task_continues_from_the_carried_checkpoint_sent_with_it(tmp_path):
+    """A cluster's task trains in a temporary directory of its own, on a working_dir that leaves git-ignored files
+    (the carried checkpoints) out: the driver sends the carried run with the task (run_ray), and the task continues
+    from it instead of starting over."""
+    job, _ = killed_after_a_checkpoint(tmp_path / "job")
+    step, _ = learning.newest_checkpoint(tmp_path / "job", learning.resumable_run(job, tmp_path / "job"))
+    results = tmp_path / "results"
+    learning.export_checkpoints([job], {job: tmp_path / "job"}, results)
+    packed = learning.pack_carried(results, job)
+    assert packed["carried"]["step"] == step
+    carried_rows = learning.read_rows(learning.carry_dir(results, job) / "scalars.csv")
+    result = learning.run_job(job, None, str(learning.ROOT), packed)  # what run_ray's cluster task calls
+    assert result["ok"], result["log"][-2000:]
+    assert result["log"].startswith(f"carried from another clone at step {step}")
+    assert result["rows"][: len(carried_rows)] == carried_rows
+    evals = [s for tag, s, _, _ in result["rows"] if tag == "eval/decentralized_episodic_return"]
+    assert min(evals) < step < max(evals) == 4_000
 
 
 def fake_peer(calls: list) -> types.ModuleType:
