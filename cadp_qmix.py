@@ -75,7 +75,10 @@ class Args(RunArgs):  # RunArgs (common/run.py): --seed, --cuda, --track, --save
     mixing_embed_dim: int = 32
     """QMIX mixing-network width"""
     hypernet_embed_dim: int = 64
-    """QMIX hypernetwork hidden width"""
+    """QMIX hypernetwork hidden width (`--mixer two-layer`)"""
+    mixer: Literal["two-layer", "release"] = "two-layer"
+    """`two-layer`: hypernetworks with a hidden layer, output layers zeroed (Q_tot starts as a small sum);
+    `release`: the authors' (pymarl's original) one-layer hypernetworks with PyTorch's default init"""
     eval_interval: int = 10_000
     """environment steps between evaluations of CADP(C) and CADP(D)"""
     eval_episodes: int = 32
@@ -213,14 +216,17 @@ class CADPAgent(nn.Module):
 class QMixer(nn.Module):
     """QMIX: Q_tot = monotonic mix of the agents' Q-values, weights from hypernetworks on the state."""
 
-    def __init__(self, n_agents: int, state_dim: int, mixing_embed_dim: int, hypernet_embed_dim: int):
+    def __init__(self, n_agents: int, state_dim: int, mixing_embed_dim: int, hypernet_embed_dim: int, kind: str):
         super().__init__()
         self.n_agents, self.embed_dim = n_agents, mixing_embed_dim
         s, h, e = state_dim, hypernet_embed_dim, mixing_embed_dim  # hypernetworks: state -> mixing weights
-        self.hyper_w1 = nn.Sequential(nn.Linear(s, h), nn.ReLU(), nn.Linear(h, n_agents * e))
         self.hyper_b1 = nn.Linear(s, e)
-        self.hyper_w2 = nn.Sequential(nn.Linear(s, h), nn.ReLU(), nn.Linear(h, e))
         self.state_value = nn.Sequential(nn.Linear(s, e), nn.ReLU(), nn.Linear(e, 1))
+        if kind == "release":  # the authors' QMixer as configured (hypernet_layers unset): one layer, default init
+            self.hyper_w1, self.hyper_w2 = nn.Linear(s, n_agents * e), nn.Linear(s, e)
+            return
+        self.hyper_w1 = nn.Sequential(nn.Linear(s, h), nn.ReLU(), nn.Linear(h, n_agents * e))
+        self.hyper_w2 = nn.Sequential(nn.Linear(s, h), nn.ReLU(), nn.Linear(h, e))
         # Start state-independent and small: Q_tot ~ a sum of the agents' Q-values with small positive
         # weights. The default init on raw states (LBF coordinates reach 7) gives |Q_tot| ~ 10-20
         # against returns <= 1, and bootstrapping at gamma 0.99 takes ~1e5 updates to shed that.
@@ -328,7 +334,7 @@ if __name__ == "__main__":
     )
 
     agent = CADPAgent(envs.obs_dim, envs.n_actions, args).to(device)
-    mixer = QMixer(envs.n_agents, envs.state_dim, args.mixing_embed_dim, args.hypernet_embed_dim).to(device)
+    mixer = QMixer(envs.n_agents, envs.state_dim, args.mixing_embed_dim, args.hypernet_embed_dim, args.mixer).to(device)
     target_agent, target_mixer = copy.deepcopy(agent), copy.deepcopy(mixer)
     parameters = list(agent.parameters()) + list(mixer.parameters())
     optimizer = torch.optim.Adam(parameters, lr=args.learning_rate)

@@ -80,6 +80,7 @@ import difflib
 import importlib
 import inspect
 import io
+import json
 import os
 import pickle
 import pkgutil
@@ -612,6 +613,100 @@ def make_env(env_id: str, seed: int | None = None, render: bool = False, **env_k
         raise
 
 
+# --env-kwargs: the keywords each family's constructor takes, checked before anything is built
+def env_keywords(env_id: str) -> tuple[str, dict[str, inspect.Parameter] | None]:
+    """(family, {keyword: Parameter}) of what the env's constructor accepts through env_kwargs; the dict is None
+    when the constructor takes any keyword (**kwargs). Raises EnvError for an id that cannot be made."""
+    module_name, _, name = env_id.partition(":")
+    if module_name == "matrix":
+        return "matrix games", {}
+    if module_name == "gfootball":
+        from common.gfootball import GFootballEnv  # optional extra; the signature is ours either way
+
+        return "gfootball", _parameters(GFootballEnv.__init__, skip=("self", "scenario", "seed"))
+    if module_name == "smax":
+        from common.smax import smax_keywords  # jax is an optional extra
+
+        return "SMAX", smax_keywords(env_id)
+    if not module_name or not name:
+        make_env(env_id)  # raises its one-line error for a malformed id
+    _import(module_name, env_id)  # registers its ids
+    if name in gymnasium.registry:
+        entry = gymnasium.registry[name].entry_point
+        if isinstance(entry, str):
+            entry_module, _, attr = entry.partition(":")
+            entry = getattr(importlib.import_module(entry_module), attr)
+        keywords = _parameters(entry.__init__ if inspect.isclass(entry) else entry, skip=("self",))
+        if keywords is not None:  # the registration's kwargs are the defaults a user overrides (LBF sets them all)
+            registered = gymnasium.registry[name].kwargs
+            keywords = {k: p.replace(default=registered.get(k, p.default)) for k, p in keywords.items()}
+        return module_name.split(".")[0], keywords
+    try:  # PettingZoo: the raw env's constructor is what parallel_env(**kwargs) passes them to
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            env_module = importlib.import_module(f"{module_name}.{name}")
+    except ModuleNotFoundError:
+        make_env(env_id)  # raises the one-line error naming what exists
+        raise
+    target = getattr(env_module, "raw_env", getattr(env_module, "parallel_env", None))
+    return module_name.split(".")[0], _parameters(getattr(target, "__init__", target), skip=("self",))
+
+
+def _parameters(function, skip: tuple[str, ...]) -> dict[str, inspect.Parameter] | None:
+    try:
+        params = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return None
+    return {k: p for k, p in params.items() if k not in skip and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def _type_ok(value, default) -> bool:
+    """Whether a JSON value fits where the constructor's default is `default` (no default, None: anything)."""
+    if default is inspect.Parameter.empty or default is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, int):
+        return isinstance(value, int)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, str):
+        return isinstance(value, str)
+    if isinstance(default, (list, tuple)) or hasattr(default, "shape"):  # lists, tuples, arrays
+        return isinstance(value, list)
+    return True
+
+
+def _plain(value):
+    """A default as JSON would spell it (arrays as lists)."""
+    return value.tolist() if hasattr(value, "tolist") else list(value) if isinstance(value, tuple) else value
+
+
+def check_env_kwargs(env_id: str, env_kwargs: dict) -> None:
+    """EnvError, in one line listing the family's keywords, for an unknown keyword or a value of the wrong type."""
+    if not env_kwargs:
+        return
+    family, keywords = env_keywords(env_id)
+    if keywords is None:  # the constructor takes **kwargs: what it rejects, it rejects itself
+        return
+    valid = ", ".join(sorted(keywords)) or "none"
+    for key, value in env_kwargs.items():
+        if key not in keywords:
+            close = difflib.get_close_matches(key, keywords, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise EnvError(f"--env-kwargs: {env_id} takes no keyword {key!r}{hint}; {family} takes: {valid}")
+        default = keywords[key].default
+        if not _type_ok(value, default):
+            wanted = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+            raise EnvError(
+                f"--env-kwargs: {key}={json.dumps(value)} for {env_id} should be "
+                f"{wanted.get(type(default), 'a list')} (its default is {json.dumps(_plain(default))}); "
+                f"{family} takes: {valid}"
+            )
+
+
 # Vectorised envs with pymarl-style observation features
 class VecMultiAgentEnv:
     """num_envs copies of one env in a plain list (gymnasium's vector envs reject per-agent
@@ -771,6 +866,7 @@ def make_vec_env(
     but one are built (SMAX: before any env state exists; one_env is None), e.g. to refuse a run that
     cannot fit in memory. capture_video: keep the frames of env 0's first episode after each reset() in .frames
     (raises EnvError for an env that cannot draw itself)."""
+    check_env_kwargs(env_id, env_kwargs or {})
     args = env_id, num_envs, seed, agent_id_feature, last_action_feature, env_kwargs, size_check, capture_video
     if env_id.partition(":")[0] == "smax":
         from common.smax import SMAXVecEnv  # imported here: jax is an optional extra

@@ -73,6 +73,9 @@ class RunArgs:
     """only evaluate CADP(C) and CADP(D) of this checkpoint, saved model or run directory (its newest); print a table"""
     capture_video: bool = False
     """record each evaluation's first episode of CADP(D) (and CADP(C)) to `runs/{run_name}/videos/` and TensorBoard"""
+    env_kwargs: str | None = None
+    """keyword arguments for the env's constructor, a JSON object, e.g. '{"reward_scale_rate": 20}' (SMAX: SMAC's
+    reward scale) or '{"sight": 2}' (LBF); a bad keyword's error lists the family's"""
 
 
 def parse_args(args_class, script: str):
@@ -91,6 +94,20 @@ def parse_args(args_class, script: str):
     return tyro.cli(args_class, default=saved), checkpoint
 
 
+def parse_env_kwargs(text: str | None) -> dict:
+    """--env-kwargs as a dict; bad JSON or a value that is not an object stops with one line."""
+    if not text:
+        return {}
+    example = """e.g. --env-kwargs '{"reward_scale_rate": 20}'"""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        fail(f"--env-kwargs is not valid JSON ({error.msg} at character {error.pos}): {text}; {example}")
+    if not isinstance(value, dict):
+        fail(f"--env-kwargs must be a JSON object of keyword arguments, got {text}; {example}")
+    return value
+
+
 class Run:
     """One training run's plumbing. `Run(Args, validate)` parses the flags (with `--resume PATH`: that
     run's own flags, overridden by those given; with `--eval-only PATH`: that checkpoint's or model's), checks
@@ -102,7 +119,13 @@ class Run:
         self.args, self.checkpoint = parse_args(args_class, script)
         check_flags(self.args, positive="keep_checkpoints torch_threads", non_negative="checkpoint_interval")
         validate(self.args)
+        self.env_kwargs = parse_env_kwargs(self.args.env_kwargs)
         self.resumed = self.args.resume is not None
+        if self.resumed and self.env_kwargs != parse_env_kwargs(self.checkpoint["args"].get("env_kwargs")):
+            fail(
+                f"--env-kwargs {self.args.env_kwargs or '{}'} differs from the run's own "
+                f"{self.checkpoint['args'].get('env_kwargs') or '{}'}: a resume keeps the run's env; start a new run"
+            )
         if self.resumed and self.checkpoint.get("kind") == "model":
             fail(
                 f"{self.checkpoint['path']} is a saved model (weights only, from --save-model): it cannot be "
@@ -134,6 +157,7 @@ class Run:
             check_memory({**needs(vec_env), "envs": env_bytes}, flags)
 
         try:
+            env_kwargs["env_kwargs"] = self.env_kwargs
             envs = make_vec_env(args.env_id, args.num_envs, args.seed, **env_kwargs, size_check=size_check)
             # without advice CADP(C) is CADP(D): one video of it is enough
             record = {

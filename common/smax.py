@@ -11,15 +11,18 @@ SMAC's built-in AI.
 capture_video)`` has the
 attributes, reset/step values, info keys, seeding, auto-reset and observation features that the
 module docstring of common/envs.py gives for ``VecMultiAgentEnv`` (``env_kwargs`` go to
-``HeuristicEnemySMAX``, e.g. ``max_steps``; with capture_video, ``frames`` holds env 0's first episode after
-each reset, drawn by common/video.py's draw_smax from the game state). What the SMAX arrays are:
+``HeuristicEnemySMAX``, e.g. ``max_steps``, but ``reward_scale_rate``, which is ours; with capture_video,
+``frames`` holds env 0's first episode after each reset, drawn by common/video.py's draw_smax from the game
+state). What the SMAX arrays are:
 
 * obs: each ally's own unit-list observation (relative features of the other units, then its own);
   state: SMAX's ``world_state`` (every unit's health, position, cooldown and type, team, type id);
 * avail: SMAX's ``get_avail_actions``: 0-3 move, 4 stop (always available; the only action of a
   dead ally), 5 + k attack enemy k (alive and in range);
 * reward: the allies' team reward, one scalar shared by all of them (used as is, not summed):
-  the enemies' health lost this step as a fraction of their team's, plus 1.0 for a won battle;
+  the enemies' health lost this step as a fraction of their team's, plus 1.0 for a won battle, so a
+  battle's return is at most 2; env kwarg ``reward_scale_rate`` (SMAC's, 20 in SMAC and the CADP release)
+  rescales it so that this largest return equals the rate (x10 for 20), and returns are logged so scaled;
 * win: every enemy dead while an ally lives (the condition of SMAX's won-battle bonus);
   active (info): the allies alive at the returned step (a dead ally's only action is stop);
   terminated: one side is all dead; truncated: the step limit (``episode_limit`` = SMAX's
@@ -33,6 +36,7 @@ envs of the same map, features and ``num_envs`` (a script's two eval envs compil
 from __future__ import annotations
 
 import difflib
+import inspect
 import sys
 from functools import lru_cache
 
@@ -48,7 +52,7 @@ try:
     import jax
     import jax.numpy as jnp
     from jaxmarl.environments.smax import HeuristicEnemySMAX, Scenario, map_name_to_scenario, register_scenario
-    from jaxmarl.environments.smax.smax_env import MAP_NAME_TO_SCENARIO
+    from jaxmarl.environments.smax.smax_env import MAP_NAME_TO_SCENARIO, SMAX
 except ModuleNotFoundError as error:
     _MISSING = (error.name or "jaxmarl").split(".")[0]
 else:
@@ -71,6 +75,36 @@ def smax_maps() -> list[str]:
     return [] if _MISSING else sorted(MAP_NAME_TO_SCENARIO)
 
 
+# SMAC's `reward_scale_rate`: the team reward is rescaled so that a battle's largest possible return equals it
+# (SMAC's own default and the CADP release's: 20); SMAX's largest return is 1 (all enemy health) + the win bonus
+REWARD_SCALE_RATE = "reward_scale_rate"
+
+
+def smax_keywords(env_id: str) -> dict:
+    """--env-kwargs a SMAX id takes: HeuristicEnemySMAX's and SMAX's constructor keywords (but the scenario and
+    team sizes, which the map sets), and reward_scale_rate."""
+    if _MISSING:
+        raise EnvError(f"{env_id} needs jaxmarl and jax ({_MISSING!r} is not installed); {INSTALL_HINT}")
+    keywords = {}
+    for cls in (HeuristicEnemySMAX, SMAX):
+        for name, param in inspect.signature(cls.__init__).parameters.items():
+            if (
+                name not in ("self", "scenario", "num_allies", "num_enemies")
+                and param.kind is param.POSITIONAL_OR_KEYWORD
+            ):
+                keywords[name] = param
+    keywords[REWARD_SCALE_RATE] = inspect.Parameter(REWARD_SCALE_RATE, inspect.Parameter.KEYWORD_ONLY, default=0.0)
+    return keywords
+
+
+def reward_scale(env, rate: float | None) -> float:
+    """The factor that makes a battle's largest return `rate` (None or 0: SMAX's own rewards, factor 1)."""
+    if not rate:
+        return 1.0
+    largest_return = (0.0 if env._env.use_self_play_reward else 1.0) + env._env.won_battle_bonus
+    return rate / largest_return
+
+
 @lru_cache(maxsize=None)
 def _smax_functions(
     map_name: str, agent_id_feature: bool, last_action_feature: bool, with_final_state: bool = False, **env_kwargs
@@ -79,7 +113,11 @@ def _smax_functions(
     jit keys its compile cache on the function object, so one per configuration serves every
     instance of it. with_final_state: step also returns the game states before the auto-reset
     (--capture-video draws a finished episode's last step from them)."""
+    rate = env_kwargs.pop(REWARD_SCALE_RATE, None)
+    arrays = [name for name, param in smax_keywords(map_name).items() if hasattr(param.default, "shape")]
+    env_kwargs = {k: jnp.asarray(v, jnp.float32) if k in arrays else v for k, v in env_kwargs.items()}
     env = HeuristicEnemySMAX(scenario=map_name_to_scenario(map_name), **env_kwargs)
+    scale = reward_scale(env, rate)
     n, a = env.num_allies, env.action_spaces[env.agents[0]].n
     no_last_action = jnp.zeros((n, a), jnp.float32)
 
@@ -127,7 +165,7 @@ def _smax_functions(
             state,
             current,
             final,
-            rewards[env.agents[0]],
+            rewards[env.agents[0]] * scale,
             terminated,
             done & ~terminated,
             enemies_dead & ~allies_dead,

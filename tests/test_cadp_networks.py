@@ -225,15 +225,31 @@ def test_exploration_steps_override_the_fraction(module):
 
 
 @settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 10_000), n_agents=st.integers(2, 6))
-def test_qmix_mixer_is_monotonic(seed, n_agents):
+@given(seed=st.integers(0, 10_000), n_agents=st.integers(2, 6), kind=st.sampled_from(["two-layer", "release"]))
+def test_qmix_mixer_is_monotonic(seed, n_agents, kind):
     torch.manual_seed(seed)
-    mixer = QMixer(n_agents, state_dim=5, mixing_embed_dim=8, hypernet_embed_dim=16)
+    mixer = QMixer(n_agents, state_dim=5, mixing_embed_dim=8, hypernet_embed_dim=16, kind=kind)
     agent_qs = (torch.randn(3, 4, n_agents) * 10).requires_grad_()
     q_total = mixer(agent_qs, torch.randn(3, 4, 5) * 3)
     assert q_total.shape == (3, 4)
     (gradient,) = torch.autograd.grad(q_total.sum(), agent_qs)
     assert (gradient >= 0).all()
+
+
+def test_release_mixer_has_one_layer_hypernetworks_and_the_default_init():
+    torch.manual_seed(0)
+    release = QMixer(5, state_dim=132, mixing_embed_dim=32, hypernet_embed_dim=64, kind="release")
+    # the authors' QMixer with hypernet_layers unset: state -> weights in one Linear; hypernet_embed unused
+    assert isinstance(release.hyper_w1, torch.nn.Linear) and release.hyper_w1.out_features == 5 * 32
+    assert isinstance(release.hyper_w2, torch.nn.Linear) and release.hyper_w2.out_features == 32
+    per_state = 132 + 1  # weights and bias of one output unit from the state
+    assert sum(p.numel() for p in release.parameters()) == per_state * (5 * 32 + 32 + 32 + 32) + 33
+    two_layer = QMixer(5, state_dim=132, mixing_embed_dim=32, hypernet_embed_dim=64, kind="two-layer")
+    assert isinstance(two_layer.hyper_w1, torch.nn.Sequential)
+    agent_qs, states = torch.randn(2, 3, 5), torch.randn(2, 3, 132)
+    # ours starts state-independent (zeroed output layers); the release's default init does not
+    assert torch.allclose(two_layer(agent_qs, states), two_layer(agent_qs, torch.randn(2, 3, 132)))
+    assert not torch.allclose(release(agent_qs, states), release(agent_qs, torch.randn(2, 3, 132)))
 
 
 def test_vdn_mixer_is_the_sum_of_the_chosen_agent_q_values():
