@@ -1,0 +1,205 @@
+"""Does CADP(D) beat its base on 5m_vs_6m, at SMAX's reward scale and at SMAC's? The 2x2 design (reward scale x
+advice) from two studies' CSVs: `smax` (SMAX's rewards, a battle's return at most 2) and `smac_scale` (SMAC's
+reward_scale_rate 20 and, for QMIX, the release's mixer). Per cell and paired by seed against the base:
+
+- final win rate (the last evaluation) of CADP(D) and of the base;
+- win rate averaged over the whole run (the area under the curve, over the evaluations from step 0 to the end);
+- CADP(C) minus the base from 200k to 700k steps (the mean of their evaluations in that window: before pruning);
+- how many seeds reach a 50% win rate, and at which step (first evaluation at or above 0.5);
+- how many of those collapse: every evaluation of the last 100k steps below half the run's best.
+
+    python benchmarks/smac_scale.py      # writes benchmarks/results/smac_scale.md and smac_scale_*.png
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.plot import (  # noqa: E402 -- after the path
+    CENTRALIZED_WINS,
+    DECENTRALIZED_WINS,
+    SELF_WEIGHT,
+    align,
+    fmt,
+    mean_ci,
+    read_runs,
+    stat,
+)
+
+RESULTS = ROOT / "benchmarks" / "results"
+ENV_ID = "smax:5m_vs_6m"
+# scale -> (study CSV, what the runs are)
+SCALES = {
+    "SMAX (return <= 2)": ("learning_smax.csv.gz", "SMAX's rewards; QMIX with our two-layer mixer"),
+    "SMAC (return <= 20)": ("learning_smac_scale.csv.gz", "reward_scale_rate 20; QMIX with the release's mixer"),
+}
+FAMILIES = ("qmix", "vdn")
+WINDOW = (200_000, 700_000)  # before the breakpoint (700k of 1.05M): where advice alone acts
+SOLVED, LAST = 0.5, 100_000
+
+
+def window_mean(series: tuple, low: float, high: float) -> float | None:
+    steps, _, values = series
+    inside = (steps >= low) & (steps <= high)
+    return float(values[inside].mean()) if inside.any() else None
+
+
+def reached(series: tuple) -> int | None:
+    """The first step with a win rate of at least SOLVED, None if never."""
+    steps, _, values = series
+    hits = np.flatnonzero(values >= SOLVED)
+    return int(steps[hits[0]]) if len(hits) else None
+
+
+def collapsed(series: tuple) -> bool:
+    """Reached SOLVED, then every evaluation of the last LAST steps below half the run's best."""
+    steps, _, values = series
+    last = steps >= steps[-1] - LAST
+    return reached(series) is not None and bool((values[last] < values.max() / 2).all())
+
+
+def cell_rows(runs: dict, algo: str, tag: str) -> dict:
+    """{seed: series} of one arm, only runs that reached the budget (the last evaluation at 1.05M)."""
+    per_seed = runs.get((ENV_ID, algo), {}).get(tag, {})
+    return {seed: series for seed, series in per_seed.items() if series[0][-1] >= 1_040_000}
+
+
+def describe_reach(per_seed: dict) -> str:
+    steps = [reached(series) for series in per_seed.values()]
+    hits = sorted(step for step in steps if step is not None)
+    where = f" (at {', '.join(f'{step // 1000}k' for step in hits)})" if hits else ""
+    return f"{len(hits)} of {len(per_seed)}{where}"
+
+
+def paired(a: dict, b: dict, how) -> tuple[float, float, int] | None:
+    values = [how(a[seed]) - how(b[seed]) for seed in sorted(set(a) & set(b))]
+    values = [v for v in values if v is not None and not np.isnan(v)]
+    return stat(values)
+
+
+def final(series: tuple) -> float:
+    return float(series[2][-1])
+
+
+def area(series: tuple) -> float:
+    return float(series[2].mean())
+
+
+def report(results: Path) -> tuple[str, list[Path]]:
+    lines = [
+        "# CADP on 5m_vs_6m at two reward scales",
+        "",
+        "Greedy win rate on smax:5m_vs_6m, 1.05M steps, the release's schedules (epsilon over 50k steps, pruning "
+        "from 700k), 32 evaluation battles every 20k steps. Mean ± 95% CI over seeds (Student t); paired: the "
+        "CADP run minus its base run with the same seed (they play the same evaluation battles). Runs in only "
+        "when they reached the budget. Reached 50%: seeds whose win rate reached 0.5 at some evaluation (their "
+        "first such step); collapsed: of those, every evaluation of the last 100k steps below half the run's best.",
+        "",
+    ]
+    figures, curves = [], {}
+    for family in FAMILIES:
+        cadp, base = f"cadp_{family}", family
+        lines += [
+            f"## {family.upper()} and CADP-{family.upper()}",
+            "",
+            "| reward scale | arm | seeds | final win (D) | win over the run (D) | reached 50% | collapsed |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        paired_lines = []
+        for scale, (csv_name, _) in SCALES.items():
+            path = results / csv_name
+            if not path.exists():
+                continue
+            runs = read_runs(path)
+            arms = {
+                f"CADP-{family.upper()} (D)": cell_rows(runs, cadp, DECENTRALIZED_WINS),
+                f"CADP-{family.upper()} (C)": cell_rows(runs, cadp, CENTRALIZED_WINS),
+                family.upper(): cell_rows(runs, base, DECENTRALIZED_WINS),
+            }
+            curves[family, scale] = arms, {s: v for s, v in runs.get((ENV_ID, cadp), {}).get(SELF_WEIGHT, {}).items()}
+            for arm, per_seed in arms.items():
+                if not per_seed:
+                    continue
+                falls = sum(collapsed(series) for series in per_seed.values())
+                lines.append(
+                    f"| {scale} | {arm} | {len(per_seed)} | {fmt(stat([final(s) for s in per_seed.values()]))} | "
+                    f"{fmt(stat([area(s) for s in per_seed.values()]))} | {describe_reach(per_seed)} | {falls} |"
+                )
+            d, c, b = arms.values()
+            before = paired(c, b, lambda s: window_mean(s, *WINDOW))
+            paired_lines.append(
+                f"| {scale} | {fmt(before)} ({before[2] if before else 0}) | {fmt(paired(d, b, final))} | "
+                f"{fmt(paired(d, b, area))} |"
+            )
+        lines += [
+            "",
+            f"Paired by seed, CADP-{family.upper()} minus {family.upper()} (n seeds):",
+            "",
+            "| reward scale | (C) − base, mean win 200k-700k | final (D) − base | win over the run (D) − base |",
+            "|---|---|---|---|",
+            *paired_lines,
+            "",
+        ]
+        figure = plot(curves, family, results / f"smac_scale_{family}.png")
+        if figure:
+            figures.append(figure)
+            lines += [f"![{family} win rates and self-attention weight]({figure.name})", ""]
+    return "\n".join(lines), figures
+
+
+def plot(curves: dict, family: str, path: Path) -> Path | None:
+    scales = [scale for scale in SCALES if (family, scale) in curves]
+    if not scales:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(scales), figsize=(6 * len(scales), 7), squeeze=False, sharex=True)
+    for column, scale in enumerate(scales):
+        arms, self_weight = curves[family, scale]
+        for (arm, per_seed), colour in zip(arms.items(), ("tab:blue", "tab:cyan", "tab:grey")):
+            if per_seed:
+                steps, _, values = align(per_seed)
+                mean, half = mean_ci(values)
+                axes[0, column].plot(steps, mean, color=colour, label=f"{arm}, {len(per_seed)} seeds")
+                axes[0, column].fill_between(steps, mean - half, mean + half, color=colour, alpha=0.2)
+        if self_weight:
+            steps, _, values = align(self_weight)
+            mean, half = mean_ci(values)
+            axes[1, column].plot(steps, mean, color="tab:blue")
+            axes[1, column].fill_between(steps, mean - half, mean + half, color="tab:blue", alpha=0.2)
+        for row in range(2):
+            axes[row, column].axvline(700_000, color="black", linestyle=":", linewidth=1)
+        axes[0, column].set_ylim(-0.05, 1.05)  # a win rate; the CIs of a few bimodal seeds reach past both ends
+        axes[1, column].set_ylim(0, 1.05)
+        axes[0, column].set_title(f"{ENV_ID}, reward scale {scale}")
+        axes[0, column].set_ylabel("greedy win rate")
+        axes[0, column].legend(loc="upper left", fontsize=8)
+        axes[1, column].set_ylabel("self-attention weight (mean c_ii)")
+        axes[1, column].set_xlabel("environment steps (pruning from the dotted line)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", type=Path, default=RESULTS, help="the folder with the studies' CSVs")
+    args = parser.parse_args()
+    text, figures = report(args.results)
+    out = args.results / "smac_scale.md"
+    out.write_text(text)
+    print(f"wrote {out} and {len(figures)} plot(s)")
+
+
+if __name__ == "__main__":
+    main()
