@@ -195,16 +195,16 @@ def test_training_run_writes_tags_checkpoint_and_a_faithful_exported_actor(scrip
     assert not torch.allclose(deployed_hidden[10:], new_hidden[:, 0])
 
 
-def readme_deployment_example() -> str:
-    """The Python block of README.md that follows its `<!-- deploy-example -->` marker."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    return readme.split("<!-- deploy-example -->\n```python\n", 1)[1].split("\n```", 1)[0]
+def deployment_example() -> str:
+    """The Python block of docs/deploy.md that follows its `<!-- deploy-example -->` marker."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "deploy.md").read_text()
+    return page.split("<!-- deploy-example -->\n```python\n", 1)[1].split("\n```", 1)[0]
 
 
 @pytest.mark.filterwarnings("ignore:.*reward returned by `step\\(\\)` must be")  # LBF's per-agent rewards
 @pytest.mark.parametrize("script", list(TINY))
-def test_readme_deployment_example_plays_real_lbf_episodes_as_the_scripts_own_evaluation(script, tmp_path):
-    """README's example drives the exported actor on plain gymnasium LBF, outside our env layer: its
+def test_deployment_example_plays_real_lbf_episodes_as_the_scripts_own_evaluation(script, tmp_path):
+    """docs/deploy.md's example drives the exported actor on plain gymnasium LBF, outside our env layer: its
     episodes must score what the script's greedy CADP(D) evaluation of the same weights scores, and
     they do only with LBF's available-action mask."""
     from common.envs import make_vec_env
@@ -224,15 +224,15 @@ def test_readme_deployment_example_plays_real_lbf_episodes_as_the_scripts_own_ev
     eval_envs.close()
     assert expected > 0
 
-    example = readme_deployment_example().replace('"runs/<run_name>"', repr(str(tmp_path)))
+    example = deployment_example().replace('"runs/<run_name>"', repr(str(tmp_path)))
     played = {}
-    exec(compile(example, "README.md (deploy example)", "exec"), played)
+    exec(compile(example, "docs/deploy.md (deploy example)", "exec"), played)
     assert sum(played["returns"]) / len(played["returns"]) == pytest.approx(expected, abs=1e-6)
 
     unmasked = example.replace("lbf_available(env, i)[None]", "torch.ones(1, n_actions, dtype=torch.bool)")
     assert unmasked != example
     played_unmasked = {}
-    exec(compile(unmasked, "README.md (deploy example, unmasked)", "exec"), played_unmasked)
+    exec(compile(unmasked, "docs/deploy.md (deploy example, unmasked)", "exec"), played_unmasked)
     assert played_unmasked["returns"] != played["returns"]
 
 
