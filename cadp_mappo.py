@@ -9,6 +9,8 @@ pieces where they happen (Eq. 1-3, the advice branch, the breakpoint, the C/D ev
 `--no-advice` is plain recurrent MAPPO through the same code. Docs and results: docs/cadp_mappo.md.
 """
 
+if __name__ == "__main__":  # first, before torch loads: Ctrl-C while starting is one line and exit 130
+    import common.startup  # noqa: F401
 import math
 import os
 import time

@@ -10,6 +10,8 @@ where they happen (Eq. 1-3, the advice branch, the breakpoint, the C/D evaluatio
 mixer). Docs and results: docs/cadp_vdn.md.
 """
 
+if __name__ == "__main__":  # first, before torch loads: Ctrl-C while starting is one line and exit 130
+    import common.startup  # noqa: F401
 import copy
 import math
 import os
