@@ -430,7 +430,7 @@ if __name__ == "__main__":
     complete = lambda saved: saved["iteration"] >= num_iterations  # noqa: E731
     counters, live = run.resume(dict(iteration=0, next_eval=0, global_step=0), live, complete)
     next_eval, global_step = counters["next_eval"], counters["global_step"]
-    if run.resumed and live is None:  # the envs could not be pickled: new episodes from a new seed
+    if run.resumed and live is None:  # no saved envs (unpicklable, or a branch to a new seed or env): new episodes
         obs, state, avail = as_tensors(*envs.reset(seed=args.seed + global_step))
     elif run.resumed:
         envs, obs, state, avail = live["envs"], live["obs"], live["state"], live["avail"]
