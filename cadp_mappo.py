@@ -9,6 +9,8 @@ pieces where they happen (Eq. 1-3, the advice branch, the breakpoint, the C/D ev
 `--no-advice` is plain recurrent MAPPO through the same code. Docs and results: docs/cadp_mappo.md.
 """
 
+if __name__ == "__main__":  # first, before torch loads: Ctrl-C while starting is one line and exit 130
+    import common.startup  # noqa: F401
 import math
 import os
 import time
@@ -428,7 +430,7 @@ if __name__ == "__main__":
     complete = lambda saved: saved["iteration"] >= num_iterations  # noqa: E731
     counters, live = run.resume(dict(iteration=0, next_eval=0, global_step=0), live, complete)
     next_eval, global_step = counters["next_eval"], counters["global_step"]
-    if run.resumed and live is None:  # the envs could not be pickled: new episodes from a new seed
+    if run.resumed and live is None:  # no saved envs (unpicklable, or a branch to a new seed or env): new episodes
         obs, state, avail = as_tensors(*envs.reset(seed=args.seed + global_step))
     elif run.resumed:
         envs, obs, state, avail = live["envs"], live["obs"], live["state"], live["avail"]

@@ -10,6 +10,8 @@ where they happen (Eq. 1-3, the advice branch, the breakpoint, the C/D evaluatio
 (the mixer and what it reads). Docs and results: docs/cadp_qplex.md.
 """
 
+if __name__ == "__main__":  # first, before torch loads: Ctrl-C while starting is one line and exit 130
+    import common.startup  # noqa: F401
 import copy
 import math
 import os
@@ -393,7 +395,7 @@ if __name__ == "__main__":
     counters, live = run.resume(dict(updates=0, next_eval=0, global_step=0), live, replay=(rb, action_log))
     updates, next_eval, global_step = counters["updates"], counters["next_eval"], counters["global_step"]
     if run.resumed:
-        if live is None:  # the envs could not be pickled: new episodes from a new seed
+        if live is None:  # no saved envs (unpicklable, or a branch to a new seed or env): new episodes
             action_log.complete = False  # a replay could not repeat this reseed
             obs, state, avail = envs.reset(seed=args.seed + global_step)
         else:

@@ -11,6 +11,10 @@ import torch
 from common.checkpoint import rng_state, set_rng_state
 
 
+class ReplayError(ValueError):
+    """Replaying the logged actions failed: the envs refused one of them (the message says where and why)."""
+
+
 class EpisodeBuffer:
     """Replay of whole episodes, filled one env step at a time: add_step() writes every env's step into
     that env's episode in progress and stores the episodes that end. Step t of an episode holds o_t, s_t,
@@ -113,16 +117,17 @@ class EpisodeBuffer:
             **{name: torch.from_numpy(getattr(self, name)[: self.size]) for name in self.fields + ("length",)},
         }
 
-    def load_state_dict(self, state: dict | None, replay_from: tuple | None = None) -> None:
+    def load_state_dict(self, state: dict | None, replay_from: tuple | None = None, check_digest: bool = True) -> None:
         """Restore a state_dict. One that holds only a digest is rebuilt by replay(*replay_from): (envs just
-        reset, what their reset returned, the ActionLog of the checkpoint)."""
+        reset, what their reset returned, the ActionLog of the checkpoint), checked against that digest unless the
+        envs are meant to differ from those that took the actions (check_digest False)."""
         if state is None:
             return print("note: the checkpoint holds no replay buffer (above --checkpoint-buffer-max-mb); it refills")
         if state.get("replay"):
             if replay_from is None:
                 raise ValueError("this buffer state holds no episodes: pass replay_from to rebuild them")
             envs, start, action_log = replay_from
-            return self.replay(envs, start, action_log, expected=state)
+            return self.replay(envs, start, action_log, expected=state if check_digest else None)
         self.size, self.next_index = state["size"], state["next_index"]
         for name in self.fields + ("length",):
             getattr(self, name)[: self.size] = state[name].numpy()
@@ -130,19 +135,24 @@ class EpisodeBuffer:
     def replay(self, envs, start: tuple, action_log: "ActionLog", expected: dict | None = None) -> None:
         """Step `envs` (just reset; `start` = the (obs, state, avail) that reset returned) through every logged
         action, storing the episodes as the training loop did. Deterministic envs (SMAX, LBF, the matrix games,
-        ...) give the same episodes again: checked against the `expected` state_dict's digest."""
+        ...) give the same episodes again: checked against the `expected` state_dict's digest. ReplayError if the
+        envs refuse an action (other envs than those that took them: an action no longer available)."""
         actions = action_log.actions  # (steps, envs, agents)
         print(f"rebuilding the replay buffer: replaying {len(actions)} steps of {envs.num_envs} envs", flush=True)
         began, saved_rng = time.time(), rng_state()  # envs that draw from the global RNGs must not shift them
         obs, state, avail = start
-        for step_actions in actions:
+        for step, step_actions in enumerate(actions):
             step_actions = step_actions.astype(np.int64)
-            next_obs, next_state, next_avail, reward, terminated, truncated, info = envs.step(step_actions)
+            try:
+                next_obs, next_state, next_avail, reward, terminated, truncated, info = envs.step(step_actions)
+            except ValueError as error:
+                set_rng_state(saved_rng)
+                raise ReplayError(f"at step {step + 1} of {len(actions)}: {error}") from None
             self.add_step(obs, state, avail, step_actions, reward, terminated, info, terminated | truncated)
             obs, state, avail = next_obs, next_state, next_avail
         set_rng_state(saved_rng)
         if expected is None:
-            return
+            return print(f"rebuilt {self.size} episodes in {time.time() - began:.0f} s", flush=True)
         same = (self.size, self.next_index, self.digest()) == (
             expected["size"],
             expected["next_index"],

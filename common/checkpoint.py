@@ -59,13 +59,13 @@ def periodic_checkpoints(run_dir: str) -> list[tuple[int, str]]:
 
 
 def find_checkpoint(path: str, models: bool = True) -> str:
-    """A checkpoint file as given, or a run directory's newest one: periodic, or (with `models`) also the
-    saved model of --save-model."""
+    """A checkpoint file as given, or a run directory's newest one: the periodic one of the highest step, or
+    (with `models`) the newer of it and the saved model of --save-model."""
     if os.path.isfile(path):
         return path
     if not os.path.isdir(path):
         fail(f"{path}: no such checkpoint file or run directory")
-    candidates = [p for _, p in periodic_checkpoints(path)] + [
+    candidates = [p for _, p in periodic_checkpoints(path)[-1:]] + [
         os.path.join(path, n) for n in os.listdir(path) if n.endswith(SUFFIX) and models
     ]
     if not candidates:
@@ -114,9 +114,10 @@ def env_spec(envs) -> dict:
     }
 
 
-def check_env(checkpoint: dict, envs) -> None:
+def check_env(checkpoint: dict, envs, same_env_id: bool = True) -> None:
+    """fail() unless the checkpoint is for envs of these sizes (and, with same_env_id, this env id)."""
     saved, now = checkpoint["env"], env_spec(envs)
-    if saved != now:
+    if (saved if same_env_id else {**saved, "env_id": now["env_id"]}) != now:
 
         def describe(spec):
             return (
@@ -127,13 +128,14 @@ def check_env(checkpoint: dict, envs) -> None:
         fail(
             f"{checkpoint['path']} was trained on {describe(saved)}, this command's env is {describe(now)}; "
             "drop --env-id and the --obs-* flags to use the checkpoint's own"
+            + ("" if same_env_id else " (a branch may change the env to one of the same sizes)")
         )
 
 
-def restore(checkpoint: dict, envs, **modules) -> None:
-    """Check that the checkpoint is for these envs, then load_state_dict of each module (or optimizer)
-    from the checkpoint entry of the same name."""
-    check_env(checkpoint, envs)
+def restore(checkpoint: dict, envs, same_env_id: bool = True, **modules) -> None:
+    """Check that the checkpoint is for these envs (same_env_id False: for envs of the same sizes; a branch), then
+    load_state_dict of each module (or optimizer) from the checkpoint entry of the same name."""
+    check_env(checkpoint, envs, same_env_id)
     for name, module in modules.items():
         try:
             module.load_state_dict(checkpoint[name])
@@ -203,28 +205,19 @@ class Checkpointer:
     A checkpoint is due whenever global_step crosses a multiple of `interval` (0: never), and after
     the first SIGINT/SIGTERM: the loop finishes its step, saves, and save() then exits with code 0
     and the command that resumes. A second signal stops at once, without a checkpoint.
-    A resumed run deletes the periodic checkpoints after the step it resumed from: they belong to
-    the continuation it replaces (as TensorBoard's purge_step drops that continuation's events).
+    A run resumed in its own directory starts from its newest checkpoint (common/run.py refuses any
+    other), so it only removes what a kill mid-write left behind.
     """
 
     def __init__(self, run_dir: str, interval: int, keep: int, writer, progress, resumed_step: int | None = None):
         self.run_dir, self.interval, self.keep, self.writer, self.progress = run_dir, interval, keep, writer, progress
         self.stop_signal: str | None = None
         self.last_step = resumed_step or 0
-        if resumed_step is not None:
-            later = [path for step, path in periodic_checkpoints(run_dir) if step > resumed_step]
-            directory = os.path.join(run_dir, "checkpoints")  # and what a kill mid-write left behind
-            later += (
-                [os.path.join(directory, n) for n in os.listdir(directory) if SUFFIX + ".tmp" in n]
-                if os.path.isdir(directory)
-                else []
-            )
-            for path in later:
-                os.remove(path)
-            if later:
-                progress.write(
-                    f"removed {len(later)} checkpoint(s) after step {resumed_step}, from the run being replaced"
-                )
+        directory = os.path.join(run_dir, "checkpoints")
+        if resumed_step is not None and os.path.isdir(directory):
+            for name in os.listdir(directory):
+                if SUFFIX + ".tmp" in name:
+                    os.remove(os.path.join(directory, name))
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._on_signal)
 
@@ -254,7 +247,7 @@ class Checkpointer:
         latest = self.latest()
         keep = (
             f"the last good checkpoint is {latest}; to continue from it with other flags: "
-            f"{self.resume_command(latest)} --learning-rate ..."
+            f"{self.resume_command(latest)} --branch --learning-rate ..."
             if latest
             else "no checkpoint was written yet"
         )

@@ -85,6 +85,7 @@ import os
 import pickle
 import pkgutil
 import re
+import sys
 import warnings
 from dataclasses import dataclass
 
@@ -104,7 +105,20 @@ _ID_EXAMPLES = (
     "lbforaging:Foraging-8x8-2p-3f-v3, rware:rware-tiny-2ag-v2, mpe2:simple_spread_v3, "
     "pettingzoo.sisl:pursuit_v5, matrix:climbing, smax:5m_vs_6m (with make_vec_env)"
 )
-# pip names of modules whose import name differs (others: `pip install <module>`)
+# The env modules this project knows, and how each is installed. An id naming any other module that cannot be
+# imported is answered with the closest of these, never with `pip install <that name>`: a typo there would install
+# whatever package happens to own the misspelt name.
+KNOWN_MODULES = {
+    "lbforaging": "pip install lbforaging",
+    "rware": "pip install rware",
+    "mpe2": "pip install mpe2",
+    "pettingzoo": "pip install pettingzoo",
+    "gymnasium": "pip install gymnasium",
+    "matrix": "built in",
+    "smax": "pip install --no-deps -r requirements-smax.txt",
+    "gfootball": "bash install_grf.sh",
+}
+# pip names of the known modules' dependencies whose import name differs
 _PIP_NAMES = {"Box2D": "box2d-py"}
 
 
@@ -475,11 +489,36 @@ class MatrixGameEnv(MultiAgentEnv):
 
 
 # make_env: env id -> adapter, with one-line errors
-def _pip_hint(module_name: str, missing: str) -> str:
-    top = missing.split(".")[0]
-    if module_name.startswith("pettingzoo.") and top != "pettingzoo":  # an env family's extra
+def _install_hint(module_name: str, missing: str) -> str:
+    """What installs `missing`, a module that the env module `module_name` (a known one) needs."""
+    top, family = missing.split(".")[0], module_name.split(".")[0]
+    if family == "pettingzoo" and "." in module_name and top != "pettingzoo":  # an env family's extra
         return f'pip install "pettingzoo[{module_name.split(".")[1]}]"'
-    return f"pip install {_PIP_NAMES.get(top, top)}"
+    if top in _PIP_NAMES:
+        return f"pip install {_PIP_NAMES[top]}"
+    if family in KNOWN_MODULES:  # installing the env's package brings its dependencies
+        return KNOWN_MODULES[family]
+    return f"install the package that provides {top!r}"
+
+
+def _not_found(module_name: str, missing: str, env_id: str) -> str:
+    """The message for an env module that cannot be found: how to install a known one, the closest submodule of
+    an installed package, or the closest known module; never a pip command made of what was typed."""
+    parent, _, child = missing.rpartition(".")
+    if parent in sys.modules:  # e.g. pettingzoo.sisll: the package imported, its submodule does not exist
+        names = sorted(m.name for m in pkgutil.iter_modules(getattr(sys.modules[parent], "__path__", [])))
+        close = difflib.get_close_matches(child, names, n=1)
+        hint = f"did you mean {parent}.{close[0]}? " if close else ""
+        return f"{env_id}: {parent!r} has no module {child!r}; {hint}its modules: {', '.join(names) or 'none'}"
+    top = missing.split(".")[0]
+    if top in KNOWN_MODULES:
+        return f"{env_id}: module {module_name!r} is not installed; {KNOWN_MODULES[top]}"
+    close = difflib.get_close_matches(top, KNOWN_MODULES, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}? " if close else ""
+    return (
+        f"{env_id}: no module named {top!r}; {hint}the env modules this project knows: {', '.join(KNOWN_MODULES)} "
+        "(a module of your own must be importable, e.g. on PYTHONPATH)"
+    )
 
 
 def _import(module_name: str, env_id: str):
@@ -488,12 +527,10 @@ def _import(module_name: str, env_id: str):
     except ModuleNotFoundError as e:
         missing = e.name or module_name
         if module_name == missing or module_name.startswith(missing + "."):
-            raise EnvError(
-                f"{env_id}: module {module_name!r} is not installed; {_pip_hint(module_name, missing)}"
-            ) from None
+            raise EnvError(_not_found(module_name, missing, env_id)) from None
         raise EnvError(
             f"{env_id}: module {module_name!r} needs {missing!r}, which is not installed; "
-            f"{_pip_hint(module_name, missing)}"
+            f"{_install_hint(module_name, missing)}"
         ) from None
     except ImportError as e:  # e.g. pettingzoo.mpe, which now says it moved to mpe2
         raise EnvError(f"{env_id}: cannot import {module_name!r}: {e}") from None
@@ -584,7 +621,7 @@ def make_env(env_id: str, seed: int | None = None, render: bool = False, **env_k
     except ModuleNotFoundError as e:
         if e.name != f"{module_name}.{name}":  # the env module exists but misses a dependency
             raise EnvError(
-                f"{env_id} needs {e.name!r}, which is not installed; {_pip_hint(module_name, e.name or name)}"
+                f"{env_id} needs {e.name!r}, which is not installed; {_install_hint(module_name, e.name or name)}"
             ) from None
         names = _pettingzoo_names(module)
         if not names:

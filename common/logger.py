@@ -14,6 +14,8 @@ import numpy as np
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from common.cli import fail
+
 
 def make_run_name(env_id: str, exp_name: str, seed: int) -> str:
     """`{env_id}__{exp_name}__{seed}__{unix_time}`, with characters that are unsafe in paths replaced.
@@ -33,6 +35,15 @@ def make_run_name(env_id: str, exp_name: str, seed: int) -> str:
             continue
 
 
+def import_wandb():
+    """wandb, for --track: imported only then, so it stays optional; missing, one `error:` line and exit 2."""
+    try:
+        import wandb
+    except ImportError:
+        fail("--track needs wandb, which is not installed: pip install wandb (or drop --track)")
+    return wandb
+
+
 def make_writer(
     run_dir: str,
     args: object,
@@ -50,11 +61,7 @@ def make_writer(
     run_name = os.path.basename(os.path.normpath(run_dir))
     hyperparameters = vars(args)
     if track:
-        try:
-            import wandb
-        except ImportError:
-            raise SystemExit("error: --track needs wandb: pip install wandb") from None
-        wandb.init(
+        import_wandb().init(
             project=wandb_project_name,
             entity=wandb_entity,
             sync_tensorboard=True,

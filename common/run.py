@@ -21,11 +21,13 @@ import numpy as np
 import torch
 import tyro
 
+from common.buffers import ReplayError
 from common.checkpoint import (
     Checkpointer,
     env_spec,
     load_checkpoint,
     packed_snapshot,
+    periodic_checkpoints,
     restore,
     rng_state,
     save_atomic,
@@ -34,7 +36,7 @@ from common.checkpoint import (
 )
 from common.cli import check_flags, fail
 from common.envs import make_vec_env
-from common.logger import Progress, log_confidence_matrix, make_run_name, make_writer, print_eval_table
+from common.logger import Progress, import_wandb, log_confidence_matrix, make_run_name, make_writer, print_eval_table
 from common.memory import check_memory, env_nbytes
 from common.vec_env import EnvError
 from common.video import log_video, write_mp4
@@ -68,7 +70,11 @@ class RunArgs:
     keep_checkpoints: int = 3
     """how many of the latest periodic checkpoints to keep"""
     resume: str | None = None
-    """continue the run of this checkpoint file or run directory (its latest); flags given override the run's own"""
+    """continue the run of this checkpoint file or run directory (its newest) in its own directory; flags given
+    override the run's own, as far as they leave its trajectory as it was (docs/runs.md: Resume)"""
+    branch: bool = False
+    """with --resume: continue into a new run directory that records its parent run and step, leaving that run as
+    it is; for a checkpoint that is not the run's newest, or other --seed, env or algorithm flags"""
     eval_only: str | None = None
     """only evaluate CADP(C) and CADP(D) of this checkpoint, saved model or run directory (its newest); print a table"""
     capture_video: bool = False
@@ -76,6 +82,25 @@ class RunArgs:
     env_kwargs: str | None = None
     """keyword arguments for the env's constructor, a JSON object, e.g. '{"reward_scale_rate": 20}' (SMAX: SMAC's
     reward scale) or '{"sight": 2}' (LBF); a bad keyword's error lists the family's"""
+
+
+# The flags a --resume may change and still continue the run in its own directory: where and how the run computes,
+# what it saves and logs, and its budget; none of them changes the steps already taken. Every other flag, one added
+# later included, changes the run's trajectory and needs --branch (docs/runs.md: Resume says why each is here).
+RESUME_MAY_CHANGE = frozenset(
+    {
+        *("resume", "eval_only", "branch"),  # the command's own
+        "total_timesteps",  # a finished run trains on, or a run ends sooner
+        *("checkpoint_interval", "keep_checkpoints", "checkpoint_buffer_max_mb"),  # what is saved, not trained
+        *("cuda", "torch_threads", "torch_deterministic"),  # the machine
+        *("track", "wandb_project_name", "wandb_entity", "capture_video", "save_model", "exp_name"),  # outputs
+    }
+)
+# flags that no resume can change, not even a branch: the checkpoint's live state and buffers have their sizes
+RESUME_FIXED = ("num_envs", "buffer_size", "num_steps")
+# the flags that make other envs: a branch that changes one (or --seed) plays new episodes in envs built from its
+# own flags, not in the saved ones
+ENV_FLAGS = frozenset({"env_id", "env_kwargs"})
 
 
 def parse_args(args_class, script: str):
@@ -89,7 +114,8 @@ def parse_args(args_class, script: str):
     if not (args.resume or args.eval_only):
         return args, None
     checkpoint = load_checkpoint(args.resume or args.eval_only, script, models=not args.resume)
-    known = {field.name for field in dataclasses.fields(args_class)}  # an older version's own flags are dropped
+    # an older version's own flags are dropped, and so are the saved command's own (a resumed run's --resume)
+    known = {field.name for field in dataclasses.fields(args_class)} - {"resume", "eval_only", "branch"}
     saved = args_class(**{name: value for name, value in checkpoint["args"].items() if name in known})
     return tyro.cli(args_class, default=saved), checkpoint
 
@@ -119,19 +145,31 @@ class Run:
         self.args, self.checkpoint = parse_args(args_class, script)
         check_flags(self.args, positive="keep_checkpoints torch_threads", non_negative="checkpoint_interval")
         validate(self.args)
-        self.env_kwargs = parse_env_kwargs(self.args.env_kwargs)
-        self.resumed = self.args.resume is not None
-        if self.resumed and self.env_kwargs != parse_env_kwargs(self.checkpoint["args"].get("env_kwargs")):
-            fail(
-                f"--env-kwargs {self.args.env_kwargs or '{}'} differs from the run's own "
-                f"{self.checkpoint['args'].get('env_kwargs') or '{}'}: a resume keeps the run's env; start a new run"
-            )
+        args = self.args
+        self.env_kwargs = parse_env_kwargs(args.env_kwargs)
+        # one spelling per env, so that a resume compares envs, not JSON strings
+        args.env_kwargs = json.dumps(self.env_kwargs, sort_keys=True) if self.env_kwargs else None
+        self.resumed, self.branch = args.resume is not None, args.branch
+        if self.branch and not self.resumed:
+            fail("--branch continues a run into a new run directory: it needs --resume PATH")
         if self.resumed and self.checkpoint.get("kind") == "model":
             fail(
                 f"{self.checkpoint['path']} is a saved model (weights only, from --save-model): it cannot be "
                 "resumed; --resume a periodic checkpoint (checkpoints/step_*.cadp_model), or --eval-only this one"
             )
-        args = self.args
+        self.changed = self._check_resume(args_class) if self.resumed else {}
+        # a branch's checkpoints name the run and step it branched from, and a resume of them carries that on
+        self.parent = self.checkpoint.get("parent") if self.resumed else None
+        if self.branch:
+            self.parent = {
+                "run_dir": self.checkpoint["run_dir"],
+                "checkpoint": os.path.relpath(self.checkpoint["path"]),
+                "global_step": self.checkpoint["global_step"],
+                "changed": {name: list(values) for name, values in self.changed.items()},
+            }
+        if args.track:
+            import_wandb()  # missing: one line, before anything is written
+        self._check_writable()
         random.seed(args.seed)
         np.random.seed(args.seed)
         torch.manual_seed(args.seed)
@@ -140,6 +178,57 @@ class Run:
         self.device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
         self.writer = self.progress = self._checkpointer = None
         self.update_seconds, self.timed_updates = 0.0, 0  # the updates' share of the time (benchmarks/speed.py)
+
+    def _check_resume(self, args_class) -> dict:
+        """The flags this resume changes, {name: (the run's value, this command's)}. A resume in the run's own
+        directory must leave its past as it was: refused, saying how to branch, if the checkpoint is not the run's
+        newest or a flag outside RESUME_MAY_CHANGE changed (with --branch: allowed). RESUME_FIXED flags never change."""
+        saved, args = self.checkpoint, self.args
+        defaults = vars(args_class())  # a flag the run's version did not have had its default's effect
+        changed = {}
+        for name, value in vars(args).items():
+            before = saved["args"].get(name, defaults[name])
+            if name not in RESUME_MAY_CHANGE and before != value:
+                changed[name] = (before, value)
+        if fixed := [name for name in RESUME_FIXED if name in changed]:
+            flags = ", ".join(f"--{name.replace('_', '-')} {changed[name][0]}" for name in fixed)
+            fail(f"{saved['path']}: a resume keeps {flags}: the checkpoint's envs and buffers have these sizes")
+        if self.branch:
+            return changed
+        newest = max([step for step, _ in periodic_checkpoints(saved["run_dir"])], default=saved["global_step"])
+        problems = []
+        if saved["global_step"] < newest:
+            problems.append(
+                f"{saved['path']} is at step {saved['global_step']}, but the run went on to a checkpoint at step "
+                f"{newest}: resuming it here would replace the run's later checkpoints and TensorBoard events"
+            )
+        if changed:
+            flags = ", ".join(
+                f"--{name.replace('_', '-')} {value} (the run's: {before})" for name, (before, value) in changed.items()
+            )
+            problems.append(f"{flags} would change the trajectory of the run in {saved['run_dir']}")
+        if problems:
+            fail(
+                "; ".join(problems) + "; add --branch to continue into a new run directory that records this run "
+                "as its parent and leaves it as it is (docs/runs.md: Resume)"
+            )
+        return changed
+
+    def _check_writable(self) -> None:
+        """Before anything is built or written: the directories this command will write to can be written."""
+        args, checkpoint = self.args, self.checkpoint
+        if args.eval_only:
+            paths = [os.path.join(checkpoint["run_dir"], "videos")] if args.capture_video else []
+            how = "drop --capture-video, or make it writable"
+        elif self.resumed and not self.branch:
+            run_dir = checkpoint["run_dir"]
+            paths = [run_dir, *(os.path.join(run_dir, name) for name in ("checkpoints", "videos", "confidence"))]
+            how = "make it writable, or add --branch to continue into a new run directory under runs/"
+        else:
+            paths, how = ["runs"], "run from a directory where runs/ can be written, or make it writable"
+        for path in paths:
+            if problem := unwritable(path):
+                fail(f"cannot write to {path} ({problem}); {how}")
 
     # ---- before training ----
     def make_envs(self, needs, flags: str):
@@ -182,7 +271,7 @@ class Run:
             return
         if self.args.eval_only:
             networks = {name: module for name, module in networks.items() if name in self.checkpoint}
-        restore(self.checkpoint, envs, **networks)
+        restore(self.checkpoint, envs, same_env_id=not self.branch, **networks)
 
     def report_eval_only(self, results: dict, eval_envs: dict, how: str = "greedy") -> None:
         """--eval-only: print the table of both models' results (evaluate()'s return and win rate) and exit; with
@@ -201,10 +290,12 @@ class Run:
     def resume(self, counters: dict, live: dict, complete=None, replay=None) -> tuple[dict, dict | None]:
         """(counters, live state) to start the loop from: as given for a new run; a resumed run's from its
         checkpoint, by name (the given envs are closed: the checkpoint's replace them), with the RNGs restored.
-        The live state is None when the checkpoint could not pickle its envs: new episodes then start.
+        The live state is None, and new episodes start in the given envs, when the checkpoint could not pickle its
+        envs, and on a branch to another env or --seed (which also keeps the RNGs that seed gave).
         complete(counters) says whether the saved run had finished (default: its step reached the budget).
         replay: (EpisodeBuffer, ActionLog) to restore from the checkpoint; a buffer the checkpoint left out is
-        rebuilt by stepping the given envs, still fresh from their first reset, through the logged actions."""
+        rebuilt by stepping the given envs, still fresh from their first reset, through the logged actions (a
+        branch's other env: its own episodes for those actions; an action it refuses stops the run, one line)."""
         if not self.resumed:
             return counters, live
         saved = self.checkpoint
@@ -214,36 +305,55 @@ class Run:
                 f"{saved['path']} is at step {saved['global_step']}: the run is complete; "
                 "a larger --total-timesteps trains on"
             )
+        other_env = self.branch and not ENV_FLAGS.isdisjoint(self.changed)
+        new_seed = self.branch and "seed" in self.changed
         if replay is not None:
             buffer, action_log = replay
             action_log.load_state_dict(saved.get("actions"))
             start = live["obs"], live["state"], live["avail"]
-            buffer.load_state_dict(saved["buffer"], replay_from=(live["envs"], start, action_log))
-        restored = None if saved["envs"] is None else unpack_snapshot(saved["envs"])
+            if new_seed:  # the run took its actions in the episodes of its own seed
+                start = live["envs"].reset(seed=saved["args"]["seed"])
+            try:  # through this command's envs: a branch's other env gives other episodes for the same actions
+                buffer.load_state_dict(saved["buffer"], (live["envs"], start, action_log), check_digest=not other_env)
+            except ReplayError as error:
+                fail(
+                    f"{saved['path']}: its replay buffer is rebuilt by replaying the actions the run took, and this "
+                    f"command's envs refuse them ({error}); branch with an env in which those actions stay "
+                    "available, or from a checkpoint that holds its buffer"
+                )
+        restored = None if saved["envs"] is None or other_env or new_seed else unpack_snapshot(saved["envs"])
         if restored is not None:
             for value in live.values():  # the envs built before the resume, which the restored ones replace
                 for item in value.values() if isinstance(value, dict) else (value,):
                     if callable(getattr(item, "close", None)):
                         item.close()
-        set_rng_state(saved["rng"])
+        elif replay is not None:  # the replayed episodes in progress end here, with the envs that played them
+            buffer.current["length"][:] = 0
+        if not new_seed:
+            set_rng_state(saved["rng"])
         return {name: saved["counters"][name] for name in counters}, restored
 
     def start(self, global_step: int):
-        """Open the run directory (a resumed run's own), its TensorBoard writer (returned), the progress bar and
-        the checkpointer; from here on SIGINT/SIGTERM write a checkpoint and stop."""
+        """Open the run directory (a resumed run's own; a branch's new one, with its parent in branch.json), its
+        TensorBoard writer (returned), the progress bar and the checkpointer; from here on SIGINT/SIGTERM write a
+        checkpoint and stop."""
         args = self.args
-        self.run_dir = (
-            self.checkpoint["run_dir"]
-            if self.resumed
-            else f"runs/{make_run_name(args.env_id, args.exp_name, args.seed)}"
-        )
+        in_place = self.resumed and not self.branch
+        if in_place:
+            self.run_dir = self.checkpoint["run_dir"]
+        else:
+            self.run_dir = f"runs/{make_run_name(args.env_id, args.exp_name, args.seed)}"
+        if self.branch:
+            with open(os.path.join(self.run_dir, "branch.json"), "w") as f:
+                json.dump({"parent": self.parent}, f, indent=2)
+            print(f"branched from {self.parent['checkpoint']} (step {global_step}) into {self.run_dir}", flush=True)
         self.writer = make_writer(
             self.run_dir,
             args,
             args.track,
             args.wandb_project_name,
             args.wandb_entity,
-            purge_step=global_step + 1 if self.resumed else None,
+            purge_step=global_step + 1 if in_place else None,
         )
         self.progress = Progress(args.total_timesteps, f"{args.exp_name} {args.env_id}", initial=global_step)
         self._checkpointer = Checkpointer(
@@ -320,7 +430,8 @@ class Run:
     def _header(self, kind: str, global_step: int, envs) -> dict:
         """What a checkpoint and a saved model both start with: what wrote them, for which envs, at which step."""
         env, args = env_spec(envs), vars(self.args)
-        return {"kind": kind, "script": self.script, "env": env, "args": args, "global_step": global_step}
+        header = {"kind": kind, "script": self.script, "env": env, "args": args, "global_step": global_step}
+        return header if self.parent is None else {**header, "parent": self.parent}
 
     def _state(self, global_step, networks, counters, live, extra) -> dict:
         return {
@@ -361,6 +472,18 @@ class Run:
             self.progress.close()
         if self.writer is not None:
             self.writer.close()
+
+
+def unwritable(path: str) -> str | None:
+    """Why the directory `path` (made when missing, with its parents) cannot be written to, or None."""
+    existing = path
+    while not os.path.lexists(existing):
+        existing = os.path.dirname(existing) or "."
+    if not os.path.isdir(existing):
+        return f"{existing} is not a directory"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return "it is read-only" if existing == path else f"{existing} is read-only"
+    return None
 
 
 class DecentralizedActor(torch.nn.Module):

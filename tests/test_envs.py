@@ -469,7 +469,7 @@ def test_two_step_game_transitions(first, second):
     "env_id, words",
     [
         ("Foraging-8x8-2p-3f-v3", ["module:Id", "lbforaging:", "rware:", "mpe2:", "matrix:"]),
-        ("no_such_module_xyz:Foo-v0", ["not installed", "pip install no_such_module_xyz"]),
+        ("no_such_module_xyz:Foo-v0", ["no module named 'no_such_module_xyz'", "lbforaging, rware, mpe2"]),
         ("lbforaging:Foraging-8x8-2p-3f-v9", ["Foraging-8x8-2p-3f-v3", "ids exist"]),
         ("rware:rware-tiny-2ag-v1", ["rware-tiny-2ag-v2"]),
         ("pettingzoo.sisl:pursuit_v4", ["pursuit_v5", "available"]),
@@ -487,6 +487,30 @@ def test_errors_are_envErrors_that_say_what_to_do(env_id, words):
     for word in words:
         assert word in str(error.value)
     assert isinstance(error.value, ValueError) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "env_id, closest",
+    [
+        ("lbforagin:Foraging-8x8-2p-3f-v3", "did you mean lbforaging?"),
+        ("rwar:rware-tiny-2ag-v2", "did you mean rware?"),
+        ("mpe:simple_spread_v3", "did you mean mpe2?"),
+        ("pettingzo.sisl:pursuit_v5", "did you mean pettingzoo?"),
+        ("pettingzoo.sisll:pursuit_v5", "did you mean pettingzoo.sisl?"),
+    ],
+)
+def test_a_mistyped_env_module_names_the_closest_known_one_and_no_package_to_install(env_id, closest):
+    """`pip install <what was typed>` would install whatever package owns a misspelt name."""
+    with pytest.raises(EnvError) as error:
+        make_env(env_id)
+    assert closest in str(error.value) and "pip install" not in str(error.value), error.value
+
+
+@pytest.mark.parametrize("module, hint", [("rware", "pip install rware"), ("lbforaging", "pip install lbforaging")])
+def test_a_known_env_module_that_is_not_installed_says_how_to_install_it(module, hint, monkeypatch):
+    monkeypatch.setitem(sys.modules, module, None)  # its import now fails as if it were not installed
+    with pytest.raises(EnvError, match=f"module '{module}' is not installed; {hint}$"):
+        make_env(f"{module}:Some-v0")
 
 
 def test_continuous_actions_are_rejected(fake_pettingzoo):

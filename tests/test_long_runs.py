@@ -1,13 +1,18 @@
-"""Long runs: checkpoints, resume after a SIGKILL, SIGINT/SIGTERM, divergence, eval-only, and
+"""Long runs: checkpoints, resume after a SIGKILL, SIGINT/SIGTERM, divergence, eval-only, branches, and
 every bad input a user can give, each answered with one `error:` line.
 
 The runs are real subprocesses (a kill has to be real); the bad inputs, which all stop before
 training, run the scripts in-process with runpy, which is much faster than a fresh interpreter."""
 
+import contextlib
+import dataclasses
+import hashlib
+import json
 import os
 import re
 import runpy
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,8 +21,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import LBF_ID, ROOT, SCRIPTS, TINY, final_returns, run_script, start_script
+from conftest import LBF_ID, MODULES, ROOT, SCRIPTS, TINY, final_returns, run_script, start_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from common.run import RESUME_FIXED, RESUME_MAY_CHANGE
 
 LBF = [
     "--env-id",
@@ -221,8 +228,12 @@ def run_in_process(script: str, cwd: Path, monkeypatch, capsys, *flags: str) -> 
     """(exit code, stdout, stderr) of the script run as `python script.py flags` would, in this process."""
     monkeypatch.chdir(cwd)
     monkeypatch.setattr(sys, "argv", [str(ROOT / f"{script}.py"), *flags])
-    with pytest.raises(SystemExit) as exit_info:
-        runpy.run_path(str(ROOT / f"{script}.py"), run_name="__main__")
+    sigint = signal.getsignal(signal.SIGINT)  # a script run as a program answers Ctrl-C its own way: not pytest's
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            runpy.run_path(str(ROOT / f"{script}.py"), run_name="__main__")
+    finally:
+        signal.signal(signal.SIGINT, sigint)
     captured = capsys.readouterr()
     return exit_info.value.code, captured.out, captured.err
 
@@ -247,6 +258,8 @@ BAD_FLAGS = [  # (flags, what the one line must say); for every script
     (["--keep-checkpoints", "0"], "--keep-checkpoints must be > 0"),
     (["--eval-only"], "--eval-only needs a PATH"),
     (["--env-id", "foo"], "must look like 'module:Id'"),
+    (["--env-id", "lbforagin:Foraging-8x8-2p-3f-v3"], "no module named 'lbforagin'; did you mean lbforaging?"),
+    (["--branch"], "--branch continues a run into a new run directory: it needs --resume PATH"),
     (["--env-id", "lbforaging:Foraging-9x9-nope-v3"], "closest: Foraging-9x9-"),
     (["--env-id", "mpe2:simple_v3"], "has 1 agent(s); CADP needs >= 2 agents"),
     (["--env-id", "gymnasium:Pendulum-v1"], "looks single-agent"),
@@ -302,9 +315,9 @@ def test_bad_checkpoints_stop_with_one_line(script, trained, tmp_path, monkeypat
         (["--resume", str(tmp_path / "nowhere")], "no such checkpoint file or run directory"),
         (["--resume", str(tmp_path / "empty_run")], "no checkpoint in this directory"),
         (["--resume", str(other)], f"checkpoint; use it with {other.name.split('__')[1]}.py, not {script}.py"),
-        (["--resume", str(run_dir), "--env-id", "matrix:climbing"], "was trained on matrix:two_step"),
+        (["--resume", str(run_dir), "--branch", "--env-id", "matrix:climbing"], "was trained on matrix:two_step"),
         (["--eval-only", str(run_dir), "--no-obs-agent-id"], "drop --env-id and the --obs-* flags"),
-        (["--resume", str(run_dir), "--hidden-dim", "32"], "does not fit the networks of this command"),
+        (["--resume", str(run_dir), "--branch", "--hidden-dim", "32"], "does not fit the networks of this command"),
     ]
     for flags, message in cases:
         assert_one_error_line(*run_in_process(script, tmp_path, monkeypatch, capsys, *flags)[::2], message)
@@ -368,10 +381,16 @@ gymnasium.register("Handle-v0", entry_point=f"{__name__}:HandleEnv", max_episode
 '''
 
 
+def branched_run(stdout: str, cwd: Path) -> Path:
+    """The run directory that a --branch run names in its output."""
+    return cwd / re.search(r"^branched from \S+ \(step \d+\) into (\S+)$", stdout, re.MULTILINE).group(1)
+
+
 def test_resume_without_env_snapshot_or_replay_buffer_still_continues(tmp_path):
     """An env that cannot be pickled, and a buffer over --checkpoint-buffer-max-mb: the checkpoint holds the
     actions taken, a resume rebuilds the buffer from them and starts new episodes (a reseed, which no replay can
-    repeat); the checkpoints after it hold no buffer, and a run resumed from one goes on with a refilling buffer."""
+    repeat); the checkpoints after it hold no buffer, and a run resumed from one goes on with a refilling buffer.
+    (Both resume a checkpoint that is not their run's newest, so they branch.)"""
     (tmp_path / "handle_env.py").write_text(UNPICKLABLE_ENV)
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     first = start_script(
@@ -400,14 +419,266 @@ def test_resume_without_env_snapshot_or_replay_buffer_still_continues(tmp_path):
     checkpoint = torch.load(checkpoints / "step_100.cadp_model", weights_only=False)
     assert checkpoint["envs"] is None and checkpoint["buffer"]["replay"]
 
-    resumed = start_script("cadp_qmix", tmp_path / "run", "--resume", str(checkpoints / "step_100.cadp_model"), env=env)
+    resumed = start_script(
+        "cadp_qmix", tmp_path / "run", "--resume", str(checkpoints / "step_100.cadp_model"), "--branch", env=env
+    )
     assert resumed.wait(timeout=300) == 0, output(tmp_path / "run")
     stdout, _ = output(tmp_path / "run")
     assert "the same as when the checkpoint was written" in stdout and "final eval after 300 steps" in stdout
-    after_reseed = torch.load(checkpoints / "step_200.cadp_model", weights_only=False)
+    branch_checkpoints = branched_run(stdout, tmp_path / "run") / "checkpoints"
+    after_reseed = torch.load(branch_checkpoints / "step_200.cadp_model", weights_only=False)
     assert after_reseed["buffer"] is None and not after_reseed["actions"]["complete"]
 
-    again = start_script("cadp_qmix", tmp_path / "run", "--resume", str(checkpoints / "step_200.cadp_model"), env=env)
+    again = start_script(
+        "cadp_qmix", tmp_path / "run", "--resume", str(branch_checkpoints / "step_200.cadp_model"), "--branch", env=env
+    )
     assert again.wait(timeout=300) == 0, output(tmp_path / "run")
     stdout, _ = output(tmp_path / "run")
     assert "the checkpoint holds no replay buffer" in stdout and "final eval after 300 steps" in stdout
+
+
+# ---- a resume never rewrites a run's past; bad setups stop before anything is written ----
+def file_hashes(directory: Path) -> dict[str, str]:
+    """The SHA-256 of every file under `directory`, by relative path."""
+    return {
+        str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
+
+
+def copy_run(run_dir: Path, into: Path) -> Path:
+    """A copy of a finished run (the `trained` fixture's runs are shared by the tests that only read them)."""
+    return Path(shutil.copytree(run_dir, into / run_dir.name))
+
+
+def checkpoint_steps(run_dir: Path) -> list[int]:
+    return sorted(int(re.search(r"step_(\d+)", p.name).group(1)) for p in (run_dir / "checkpoints").iterdir())
+
+
+def test_every_flag_a_resume_may_change_is_one_of_the_scripts_flags_and_is_documented():
+    """A misspelt name would let nothing through; a missing line in docs/runs.md would hide what does."""
+    names = {field.name for module in MODULES.values() for field in dataclasses.fields(module.Args)}
+    assert RESUME_MAY_CHANGE <= names and set(RESUME_FIXED) <= names
+    docs = (ROOT / "docs" / "runs.md").read_text()
+    undocumented = [name for name in RESUME_MAY_CHANGE | set(RESUME_FIXED) if f"--{name.replace('_', '-')}" not in docs]
+    assert not undocumented, undocumented
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_resume_that_would_change_the_runs_past_is_refused_and_the_run_stays_byte_identical(
+    script, trained, tmp_path, monkeypatch, capsys
+):
+    run_dir = trained[script]
+    before = file_hashes(run_dir)
+    older = run_dir / "checkpoints" / f"step_{checkpoint_steps(run_dir)[0]}.cadp_model"
+    newest = checkpoint_steps(run_dir)[-1]
+    more = ["--total-timesteps", "800"]  # a finished run's budget raised, as extending it would (allowed alone)
+    cases = [
+        (["--resume", str(older), *more], f"but the run went on to a checkpoint at step {newest}", "add --branch"),
+        (["--resume", str(run_dir), "--seed", "7", *more], "--seed 7 (the run's: 1) would change", "add --branch"),
+        (["--resume", str(run_dir), "--learning-rate", "0.01", *more], "--learning-rate 0.01 (the run's:", "--branch"),
+        (["--resume", str(run_dir), "--eval-episodes", "3", *more], "--eval-episodes 3 (the run's: 2)", "--branch"),
+        (["--resume", str(run_dir), "--branch", "--num-envs", "2"], "a resume keeps --num-envs 4", "sizes"),
+    ]
+    for flags, *message in cases:
+        assert_one_error_line(*run_in_process(script, tmp_path, monkeypatch, capsys, *flags)[::2], *message)
+    assert file_hashes(run_dir) == before
+    assert not (tmp_path / "runs").exists()
+
+
+def scalar_steps(run_dir: Path, tag: str = "charts/episodic_return") -> list[int]:
+    return [step for step, _ in scalars(run_dir)[tag]]
+
+
+@pytest.mark.parametrize("script", ["cadp_qmix", "cadp_mappo"])  # VDN and QPLEX branch through QMIX's code
+def test_a_branch_continues_an_older_checkpoint_under_another_seed_and_leaves_its_parent_as_it_was(
+    script, trained, tmp_path
+):
+    parent = copy_run(trained[script], tmp_path / "parent")
+    before = file_hashes(parent)
+    step = checkpoint_steps(parent)[0]
+    result = run_script(
+        script, tmp_path, "--resume", str(parent / "checkpoints" / f"step_{step}.cadp_model"), "--branch", "--seed", "7"
+    )
+    final_returns(result)
+    assert file_hashes(parent) == before
+    branch = branched_run(result.stdout, tmp_path)
+    assert branch.parent == tmp_path / "runs" and "__7__" in branch.name
+    record = json.loads((branch / "branch.json").read_text())["parent"]
+    assert record["global_step"] == step and record["changed"] == {"seed": [1, 7]}
+    assert (tmp_path / record["run_dir"]).resolve() == parent.resolve()
+    newest = torch.load(branch / "checkpoints" / f"step_{checkpoint_steps(branch)[-1]}.cadp_model", weights_only=False)
+    assert newest["parent"] == record and newest["args"]["seed"] == 7
+    # its own TensorBoard history, from the step it branched at, under its own hyperparameters
+    assert min(scalar_steps(branch)) > step and max(scalar_steps(branch)) == newest["global_step"]
+    events = EventAccumulator(str(branch), size_guidance={"tensors": 0}).Reload()
+    assert "|seed|7|" in events.Tensors("hyperparameters/text_summary")[0].tensor_proto.string_val[0].decode()
+
+
+@pytest.mark.parametrize("script", ["cadp_qmix", "cadp_mappo"])
+def test_a_finished_run_extended_with_a_larger_budget_trains_on_in_its_own_directory(script, trained, tmp_path):
+    run_dir = copy_run(trained[script], tmp_path / "cwd" / "runs")
+    steps = checkpoint_steps(run_dir)
+    kept = {name: digest for name, digest in file_hashes(run_dir).items() if "cadp_model" in name or "events" in name}
+    kept.pop(f"{script}.cadp_model")  # the saved model, which --save-model writes again at the new end
+    result = run_script(
+        script, tmp_path / "cwd", "--resume", str(run_dir), "--total-timesteps", "800", "--keep-checkpoints", "5"
+    )
+    assert "final eval after 800 steps" in result.stdout, result.stderr[-2000:]
+    assert [path.name for path in (tmp_path / "cwd" / "runs").iterdir()] == [run_dir.name]  # no new run
+    assert {name: file_hashes(run_dir)[name] for name in kept} == kept  # nothing it wrote before was rewritten
+    assert checkpoint_steps(run_dir)[: len(steps)] == steps and checkpoint_steps(run_dir)[-1] == 800
+    assert max(scalar_steps(run_dir)) > steps[-1]  # one curve, continued
+
+
+@contextlib.contextmanager
+def read_only(path: Path):
+    """`path` made unwritable for this process: chmod for a user; root, whom permissions do not stop, makes it
+    immutable (chattr +i), or the test is skipped where the file system cannot."""
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+        try:
+            yield
+        finally:
+            path.chmod(0o755)
+        return
+    if not shutil.which("chattr") or subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode:
+        pytest.skip("running as root, and this file system cannot make a directory immutable")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_unwritable_directories_stop_before_anything_is_written(script, trained, tmp_path, monkeypatch, capsys):
+    cwd = tmp_path / "cwd"
+    (cwd / "runs").mkdir(parents=True)
+    (tmp_path / "file_cwd").mkdir()
+    (tmp_path / "file_cwd" / "runs").write_text("")  # a file where the run directories would go
+    assert_one_error_line(
+        *run_in_process(script, tmp_path / "file_cwd", monkeypatch, capsys)[::2],
+        "cannot write to runs (runs is not a directory)",
+    )
+    run_dir = copy_run(trained[script], tmp_path / "elsewhere")
+    before = file_hashes(run_dir)
+    with read_only(cwd / "runs"):
+        assert_one_error_line(*run_in_process(script, cwd, monkeypatch, capsys)[::2], "cannot write to runs (it is")
+    with read_only(run_dir):
+        more = ["--total-timesteps", "800"]
+        assert_one_error_line(
+            *run_in_process(script, cwd, monkeypatch, capsys, "--resume", str(run_dir), *more)[::2],
+            f"cannot write to {os.path.relpath(run_dir, cwd)} (it is read-only)",
+            "--branch",
+        )
+        assert_one_error_line(
+            *run_in_process(script, cwd, monkeypatch, capsys, "--eval-only", str(run_dir), "--capture-video")[::2],
+            f"videos ({os.path.relpath(run_dir, cwd)} is read-only); drop --capture-video",
+        )
+        code, stdout, stderr = run_in_process(script, cwd, monkeypatch, capsys, "--eval-only", str(run_dir))
+        assert code == 0 and "CADP(D)" in stdout, stderr  # evaluating alone writes nothing
+    assert file_hashes(run_dir) == before and not any((cwd / "runs").iterdir())
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_track_without_wandb_stops_before_anything_is_written(script, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # as if not installed
+    assert_one_error_line(*run_in_process(script, tmp_path, monkeypatch, capsys, "--track")[::2], "--track needs wandb")
+    assert not (tmp_path / "runs").exists()
+
+
+# SIGINT sent to the script's own process while it imports torch, the slowest of its imports, where a user's
+# Ctrl-C in the first seconds lands; the script then runs as `python script.py` runs it
+INTERRUPTED_IMPORT = """
+import importlib.abc, os, runpy, signal, sys
+
+
+class CtrlC(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+
+sys.meta_path.insert(0, CtrlC())
+sys.argv = sys.argv[1:]
+sys.path[0] = os.path.dirname(sys.argv[0])  # as `python script.py` sets it
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_ctrl_c_while_the_script_imports_is_one_line_and_exit_130(script, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_IMPORT, str(ROOT / f"{script}.py")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 130, result.stderr[-2000:]
+    assert result.stderr.strip() == "error: interrupted before training started: nothing to save", result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+TWIN_ENV = '''
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+
+
+class TwinEnv(gymnasium.Env):
+    """Two agents, 5 steps, observations from the env's RNG. `scale` multiplies the rewards; agent 1 has
+    `agent_1_actions` actions (3 or 2: the same sizes either way, its third action is then never available)."""
+
+    def __init__(self, scale=1.0, agent_1_actions=3):
+        self.observation_space = spaces.Tuple([spaces.Box(0, 1, (3,), np.float32)] * 2)
+        self.action_space = spaces.Tuple([spaces.Discrete(3), spaces.Discrete(agent_1_actions)])
+        self.scale = scale
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        return tuple(self.np_random.random(3, dtype=np.float32) for _ in range(2)), {}
+
+    def step(self, actions):
+        obs = tuple(self.np_random.random(3, dtype=np.float32) for _ in range(2))
+        return obs, [self.scale * float(a) for a in actions], False, False, {}
+
+
+for name, kwargs in [("Twin-v0", {}), ("TwinDouble-v0", {"scale": 2.0}), ("TwinNarrow-v0", {"agent_1_actions": 2})]:
+    gymnasium.register(name, entry_point=f"{__name__}:TwinEnv", max_episode_steps=5, kwargs=kwargs)
+'''
+
+
+def test_a_branch_to_another_env_replays_the_logged_actions_through_it_or_says_in_one_line_why_it_cannot(tmp_path):
+    """The replay buffer left out of the checkpoints (rebuilt from the actions taken): a branch to an env with other
+    rewards replays them through that env and trains on; one where those actions are unavailable stops, one line."""
+    (tmp_path / "twin_env.py").write_text(TWIN_ENV)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+
+    def run(*flags):
+        return subprocess.run(
+            [sys.executable, str(ROOT / "cadp_qmix.py"), *flags], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+
+    first = run(
+        *("--env-id", "twin_env:Twin-v0", "--num-envs", "2", "--total-timesteps", "300", "--eval-episodes", "2"),
+        *("--checkpoint-interval", "100", "--checkpoint-buffer-max-mb", "0", *TINY["cadp_qmix"]),
+    )
+    assert final_returns(first) == (20.0, 20.0), first.stdout[-2000:]  # 5 steps of the largest actions, 2 + 2
+    (parent,) = (tmp_path / "runs").iterdir()
+    before = file_hashes(parent)
+
+    doubled = run("--resume", str(parent), "--branch", "--env-id", "twin_env:TwinDouble-v0", "--total-timesteps", "500")
+    assert final_returns(doubled)[1] == 40.0 and re.search(r"^rebuilt \d+ episodes in", doubled.stdout, re.MULTILINE)
+    branch = branched_run(doubled.stdout, tmp_path)
+    assert json.loads((branch / "branch.json").read_text())["parent"]["changed"] == {
+        "env_id": ["twin_env:Twin-v0", "twin_env:TwinDouble-v0"]
+    }
+
+    narrow = run("--resume", str(parent), "--branch", "--env-id", "twin_env:TwinNarrow-v0", "--total-timesteps", "500")
+    assert_one_error_line(narrow.returncode, narrow.stderr, "this command's envs refuse them (at step", "unavailable")
+    assert sorted((tmp_path / "runs").iterdir()) == sorted([parent, branch])  # the refused branch wrote nothing
+    assert file_hashes(parent) == before
