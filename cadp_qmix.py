@@ -193,10 +193,11 @@ class CADPAgent(nn.Module):
         else:
             self.q_head = nn.Sequential(nn.Linear(hidden_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, n_actions))
 
-    def forward(self, obs: torch.Tensor, hidden: torch.Tensor, decentralized: bool = False):
+    def forward(self, obs: torch.Tensor, hidden: torch.Tensor, decentralized: bool = False, batch_sizes=None):
         """obs (batch, time, agents, obs_dim), hidden (batch, agents, hidden_dim) ->
-        q (batch, time, agents, actions), new hidden, log-confidence (batch, time, heads, agents, agents)."""
-        batch, time_steps, n_agents, _ = obs.shape
+        q (batch, time, agents, actions), new hidden, log-confidence (batch, time, heads, agents, agents).
+        With batch_sizes (EpisodeBuffer.sample_steps): obs (steps, agents, obs_dim), q and the log-confidence per
+        step, and the hidden of the episodes at the last step."""
         advice, log_confidence = None, None
         if self.advice is not None:
             # the advice depends on observations only, so all time steps are attended at once
@@ -205,14 +206,27 @@ class CADPAgent(nn.Module):
             inputs = F.relu(self.fc1(obs))
         else:
             inputs = obs if advice is None else torch.cat([advice, obs], dim=-1)  # CADP Eq. 2: [z_i, o_i]
-        # each agent of each episode is one GRU sequence: (batch * agents, time, features)
-        sequences = inputs.transpose(1, 2).reshape(batch * n_agents, time_steps, -1)
-        outputs, last_hidden = self.gru(sequences, hidden.reshape(1, batch * n_agents, -1))
-        features = outputs.view(batch, n_agents, time_steps, -1).transpose(1, 2)  # (batch, time, agents, hidden)
+        if batch_sizes is None:
+            # each agent of each episode is one GRU sequence: (batch * agents, time, features)
+            batch, time_steps, n_agents, _ = obs.shape
+            sequences = inputs.transpose(1, 2).reshape(batch * n_agents, time_steps, -1)
+            outputs, hidden = self.gru(sequences, hidden.reshape(1, batch * n_agents, -1))
+            features = outputs.view(batch, n_agents, time_steps, -1).transpose(1, 2)  # (batch, time, agents, hidden)
+        else:  # step t runs nn.GRU's equations on the batch_sizes[t] episodes that reach it, the longest first
+            w_ih, w_hh, b_ih, b_hh = self.gru.all_weights[0]  # (packed nn.GRU does too, with a slow CPU backward)
+            hidden, outputs = hidden.flatten(0, 1), []  # (batch * agents, hidden)
+            for x in F.linear(inputs, w_ih, b_ih).flatten(0, 1).split((batch_sizes * obs.shape[1]).tolist()):
+                hidden = hidden[: len(x)]
+                (x_r, x_z, x_n), (h_r, h_z, h_n) = x.chunk(3, -1), F.linear(hidden, w_hh, b_hh).chunk(3, -1)
+                reset, update = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
+                new = torch.tanh(x_n + reset * h_n)
+                hidden = new + update * (hidden - new)  # (1 - z) n + z h
+                outputs.append(hidden)
+            features = torch.cat(outputs).view(*inputs.shape[:2], -1)  # (steps, agents, hidden)
         if self.merge is not None:
             # CADP (the release's placement): Q_i from [h_i, ReLU(advice_fc(z_i))]
             features = self.merge(torch.cat([features, F.relu(self.advice_fc(advice))], dim=-1))
-        return self.q_head(features), last_hidden.view(batch, n_agents, -1), log_confidence
+        return self.q_head(features), hidden.view(-1, obs.shape[-2], hidden.shape[-1]), log_confidence
 
 
 class QMixer(nn.Module):
@@ -321,6 +335,35 @@ def evaluate(agent, envs: VecEnv, hidden_dim: int, device, decentralized: bool, 
     return returns.mean(), (wins.mean() if envs.has_win else None), (confidence / steps if steps else None)
 
 
+def compute_losses(batch: dict, agent, mixer, target_agent, target_mixer, args: Args, prune_coef: float):
+    """The update's loss on EpisodeBuffer.sample_steps' real steps alone (that of the padded batch, without its
+    padding): loss, td_loss, prune_loss, and for the logs q_total, td_target and the log-confidence, per transition."""
+    obs, batch_sizes = batch["obs"], batch["batch_sizes"]  # (steps, agents, obs_dim), (time + 1,)
+    now, after = batch["now"], batch["next"]  # each transition's steps t and t + 1 among the steps
+    initial_hidden = obs.new_zeros(int(batch_sizes[0]), obs.shape[1], args.hidden_dim)
+    q, _, log_confidence = agent(obs, initial_hidden, batch_sizes=batch_sizes)  # (steps, agents, actions)
+    chosen_q = q[now].gather(-1, batch["actions"].unsqueeze(-1)).squeeze(-1)  # (transitions, agents)
+    with torch.no_grad():
+        target_q = target_agent(obs, initial_hidden, batch_sizes=batch_sizes)[0][after]
+        next_avail = batch["avail"][after]
+        # double Q: the online network picks the next action, the target network values it
+        picker = q[after] if args.double_q else target_q
+        next_actions = picker.masked_fill(~next_avail, -torch.inf).argmax(-1, keepdim=True)
+        next_q = target_q.gather(-1, next_actions).squeeze(-1)
+        next_q_total = target_mixer(next_q, batch["state"][after])
+        # bootstrap through time-limit ends; only a true termination stops it
+        td_target = batch["reward"] + args.gamma * (1 - batch["terminated"]) * next_q_total
+    q_total = mixer(chosen_q, batch["state"][now])  # (transitions,)
+    td_loss = (q_total - td_target).pow(2).mean()
+    loss, prune_loss = td_loss, torch.zeros(())
+    if log_confidence is not None:
+        log_confidence = log_confidence[now]  # (transitions, heads, agents, agents)
+        # CADP Eq. 3: the pruning loss pulls each agent's confidence onto itself
+        prune_loss = pruning_loss(log_confidence, torch.ones_like(td_target), args.prune_loss_scale)
+        loss = loss + prune_coef * prune_loss
+    return loss, td_loss, prune_loss, q_total, td_target, log_confidence
+
+
 if __name__ == "__main__":
     # ---- plumbing: flags (with --resume/--eval-only PATH: that run's, overridden by those given), seeds, device
     run = Run(Args, validate)
@@ -391,31 +434,10 @@ if __name__ == "__main__":
         if rb.size >= args.batch_size and global_step >= args.learning_starts:
             update_start = time.perf_counter()
             for _ in range(int(done.sum())):
-                batch = rb.sample(args.batch_size, device)
-                mask = batch["mask"]  # (batch, time)
-                initial_hidden = torch.zeros(args.batch_size, envs.n_agents, args.hidden_dim, device=device)
-                q, _, log_confidence = agent(batch["obs"], initial_hidden)  # (batch, time + 1, agents, actions)
-                chosen_q = q[:, :-1].gather(-1, batch["actions"].unsqueeze(-1)).squeeze(-1)  # (batch, time, agents)
-                with torch.no_grad():
-                    target_q = target_agent(batch["obs"], initial_hidden)[0][:, 1:]
-                    next_avail = batch["avail"][:, 1:]
-                    # double Q: the online network picks the next action, the target network values it
-                    picker = q[:, 1:] if args.double_q else target_q
-                    next_actions = picker.masked_fill(~next_avail, -torch.inf).argmax(-1, keepdim=True)
-                    next_q = target_q.gather(-1, next_actions).squeeze(-1)
-                    next_q_total = target_mixer(next_q, batch["state"][:, 1:])
-                    # bootstrap through time-limit ends; only a true termination stops it
-                    td_target = batch["reward"] + args.gamma * (1 - batch["terminated"]) * next_q_total
-                q_total = mixer(chosen_q, batch["state"][:, :-1])  # (batch, time)
-                td_error = torch.where(mask.bool(), q_total - td_target, 0.0)
-                td_loss = td_error.pow(2).sum() / mask.sum()
-                loss, prune_loss = td_loss, torch.zeros(())
                 prune_coef = prune_coef_at(global_step, args)
-                if log_confidence is not None:
-                    # CADP Eq. 3: the pruning loss pulls each agent's confidence onto itself
-                    prune_loss = pruning_loss(log_confidence[:, :-1], mask, args.prune_loss_scale)
-                    loss = loss + prune_coef * prune_loss
-
+                loss, td_loss, prune_loss, q_total, td_target, log_confidence = compute_losses(
+                    rb.sample_steps(args.batch_size, device), agent, mixer, target_agent, target_mixer, args, prune_coef
+                )
                 optimizer.zero_grad()
                 loss.backward()
                 grad_norm = nn.utils.clip_grad_norm_(parameters, args.max_grad_norm)
@@ -429,21 +451,18 @@ if __name__ == "__main__":
 
                 if updates % 20 == 0:
                     writer.add_scalar("losses/td_loss", td_loss.item(), global_step)
-                    valid = mask.sum()  # the steps that are not padding
-                    writer.add_scalar("losses/q_values", ((q_total * mask).sum() / valid).item(), global_step)
-                    writer.add_scalar("losses/target_q_values", ((td_target * mask).sum() / valid).item(), global_step)
+                    writer.add_scalar("losses/q_values", q_total.mean().item(), global_step)
+                    writer.add_scalar("losses/target_q_values", td_target.mean().item(), global_step)
                     writer.add_scalar("losses/grad_norm", grad_norm.item(), global_step)
                     writer.add_scalar("charts/epsilon", epsilon, global_step)
                     run.log_speed(global_step)  # charts/SPS, charts/update_time_ms
                     if log_confidence is not None:
-                        self_weight = log_confidence[:, :-1].diagonal(dim1=-2, dim2=-1).exp().mean(dim=(-2, -1))
-                        self_weight = (self_weight * mask).sum() / valid
+                        self_weight = log_confidence.diagonal(dim1=-2, dim2=-1).exp().mean()
                         writer.add_scalar("charts/self_attention_weight", self_weight.item(), global_step)
                         # how flat the rows c_i. are, as a share of log(agents): 1 = the same weight on every
                         # agent, 0 = all on one; pruning drives it to 0 (all on the agent itself)
-                        rows = log_confidence[:, :-1]  # (batch, time, heads, agents, agents)
-                        row_entropy = -(rows.exp() * rows).sum(-1).mean(dim=(-2, -1))  # (batch, time)
-                        row_entropy = (row_entropy * mask).sum() / valid / math.log(max(rows.shape[-1], 2))
+                        row_entropy = -(log_confidence.exp() * log_confidence).sum(-1).mean()
+                        row_entropy = row_entropy / math.log(max(envs.n_agents, 2))
                         writer.add_scalar("charts/attention_entropy", row_entropy.item(), global_step)
                         writer.add_scalar("losses/prune_loss", prune_loss.item(), global_step)
                         writer.add_scalar("charts/prune_coef", prune_coef, global_step)

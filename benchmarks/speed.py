@@ -25,11 +25,20 @@ peak resident memory of the run's process.
 
 Prints a table and our/peer ratios; writes them to benchmarks/results/speed.csv and speed.md
 (`--report-only` rewrites speed.md from the CSV without measuring).
+
+    python benchmarks/speed.py --updates       # the QMIX/VDN/QPLEX update, padded (before) against real steps only
+
+times one update of cadp_{qmix,vdn,qplex}.py (sampling, forward, backward, clip, Adam step) as it was, on the
+batch padded to its longest episode (benchmarks/padded_update.py), and as it is, on the episodes' real steps
+alone, alternately on the same batches, shaped like smax:5m_vs_6m's (needs the SMAX extra for the sizes) and
+the default LBF task's, with episode lengths drawn from those measured on a real run of each
+(benchmarks/results/padding_*.csv, by benchmarks/padding.py); writes speed_updates.csv and .md.
 These machines are shared: compare the ratios of one invocation, not absolute figures
 across invocations.
 """
 
 import argparse
+import copy
 import csv
 import importlib.util
 import os
@@ -39,13 +48,17 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from padded_update import padded_losses, random_buffer  # noqa: E402
+
 from common.envs import make_vec_env  # noqa: E402
+from common.vec_env import EnvError  # noqa: E402
 
 DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice on this machine, read before anything sets it
 ALGOS = ("qmix", "vdn", "qplex", "mappo")
@@ -262,6 +275,119 @@ def minimal_update_ms(algo: str, advice: bool, env_id: str, threads: int, repeat
     return 1000 * (time.perf_counter() - start) / repeats
 
 
+# env id -> the episode lengths of a real run's replay buffer (benchmarks/padding.py --lengths-out)
+UPDATE_SHAPES = {
+    "smax:5m_vs_6m": ROOT / "benchmarks" / "results" / "padding_smax-5m_vs_6m.csv",
+    "lbforaging:Foraging-8x8-2p-3f-v3": ROOT / "benchmarks" / "results" / "padding_lbf.csv",
+}
+UPDATE_FIELDS = ["algo", "advice", "threads", "env_id", "padded_share", "padded_ms", "real_steps_ms", "speedup"]
+
+
+def measured_lengths(path: Path, episodes: int, rng: np.random.Generator) -> np.ndarray:
+    """`episodes` lengths drawn from the histogram in `path` (step, length, episodes), pooled over its steps."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    values = np.array([int(row["length"]) for row in rows])
+    counts = np.array([int(row["episodes"]) for row in rows], float)
+    return rng.choice(values, size=episodes, p=counts / counts.sum())
+
+
+def update_times(algo: str, advice: bool, env_id: str, threads: int, repeats: int = 20, episodes: int = 500) -> dict:
+    """One update of cadp_{algo}.py before (padded) and after (real steps only), alternating on the same batches
+    of random episodes whose lengths follow UPDATE_SHAPES[env_id]: mean ms of each, and the padded share."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    module = load_script(algo)
+    args = module.Args(advice=advice, batch_size=32, hidden_dim=same_work_value(algo, "--hidden-dim"))
+    envs = make_vec_env(env_id, 1, 0, agent_id_feature=args.obs_agent_id, last_action_feature=args.obs_last_action)
+    envs.close()
+    buffer = random_buffer(envs, measured_lengths(UPDATE_SHAPES[env_id], episodes, np.random.default_rng(0)), seed=0)
+    agent = module.CADPAgent(envs.obs_dim, envs.n_actions, args)
+    if algo == "qmix":
+        mixer = module.QMixer(envs.n_agents, envs.state_dim, args.mixing_embed_dim, args.hypernet_embed_dim)
+    elif algo == "qplex":
+        mixer = module.QPLEXMixer(envs.n_agents, envs.state_dim, envs.obs_dim, envs.n_actions, args)
+    else:
+        mixer = module.VDNMixer()
+    networks = agent, mixer, module.CADPAgent(envs.obs_dim, envs.n_actions, args), copy.deepcopy(mixer)
+    parameters = list(agent.parameters()) + list(mixer.parameters())
+    optimizer = torch.optim.Adam(parameters, lr=5e-4)
+    seconds, valid, padded = {False: 0.0, True: 0.0}, 0, 0
+    for repeat in range(-3, repeats):  # 3 warm-up updates of each
+        for real_steps_only in (False, True):
+            np.random.seed(repeat + 3)  # both draw the same episodes
+            start = time.perf_counter()
+            if real_steps_only:
+                loss = module.compute_losses(buffer.sample_steps(32, torch.device("cpu")), *networks, args, 0.5)[0]
+            else:
+                batch = buffer.sample(32, torch.device("cpu"))
+                loss = padded_losses(module, batch, *networks, args, 0.5)[0]
+                valid, padded = valid + int(batch["mask"].sum()), padded + batch["mask"].numel()
+            optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(parameters, 10.0)
+            optimizer.step()
+            if repeat >= 0:
+                seconds[real_steps_only] += time.perf_counter() - start
+    padded_ms, real_steps_ms = (1000 * seconds[key] / repeats for key in (False, True))
+    return {
+        "padded_share": 1 - valid / padded,
+        "padded_ms": padded_ms,
+        "real_steps_ms": real_steps_ms,
+        "speedup": padded_ms / real_steps_ms,
+    }
+
+
+def measure_updates(algos: list[str], thread_counts: list[int], repeats: int, out: Path) -> None:
+    """update_times for every algo, advice on and off, thread count and env of UPDATE_SHAPES: a table, CSV and .md."""
+    rows = []
+    for env_id in UPDATE_SHAPES:
+        for algo in [algo for algo in algos if algo != "mappo"]:
+            for threads in thread_counts:
+                for advice in (True, False):
+                    print(
+                        f"cadp_{algo}.py advice {'on' if advice else 'off'}, {threads} thread(s), {env_id}", flush=True
+                    )
+                    try:
+                        times = update_times(algo, advice, env_id, threads, repeats)
+                    except EnvError as error:  # SMAX without its extra: the other env still runs
+                        print(f"skipped: {error}", flush=True)
+                        continue
+                    rows.append(
+                        {
+                            "algo": algo,
+                            "advice": "on" if advice else "off",
+                            "threads": threads,
+                            "env_id": env_id,
+                            **times,
+                        }
+                    )
+    lines = [
+        "# One update, padded (before) and on the real steps alone (after)",
+        "",
+        f"Written by `python benchmarks/speed.py --updates` on a machine with {os.cpu_count()} CPU cores: mean time "
+        f"of one update of batch 32 (sampling, forward, backward, clip, Adam step) over {repeats} updates of each "
+        "kind, alternating on the same batches, episode lengths drawn from those of a real run "
+        "(benchmarks/results/padding_*.csv); padded share: the share of the padded batches' steps that are padding.",
+        "",
+        "| env | algo | advice | torch threads | padded share | padded ms | real steps ms | speed-up |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| `{row['env_id']}` | {row['algo']} | {row['advice']} | {row['threads']} | {row['padded_share']:.0%} | "
+            f"{row['padded_ms']:.1f} | {row['real_steps_ms']:.1f} | {row['speedup']:.2f}x |"
+        )
+    print("\n".join(lines[6:]))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=UPDATE_FIELDS)
+        writer.writeheader()
+        writer.writerows({name: round(v, 4) if isinstance(v, float) else v for name, v in row.items()} for row in rows)
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print(f"\nwritten to {out} and {out.with_suffix('.md').name}")
+
+
 def print_table(rows: list[dict]) -> None:
     print(
         f"\n{'implementation':<16} {'algo':<6} {'advice':<7} {'threads':>7} {'env steps/s':>12} {'update ms':>10} "
@@ -344,12 +470,19 @@ def main() -> None:
         help=f"torch threads per run (default: 1 and torch's default here, {DEFAULT_THREADS})",
     )
     parser.add_argument("--peers", action="store_true", help="also run pymarlzooplus (in benchmarks/.peer-venv)")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "speed.csv"))
+    parser.add_argument(
+        "--updates", action="store_true", help="time the QMIX/VDN/QPLEX update padded and on real steps only, alone"
+    )
+    parser.add_argument("--repeats", type=int, default=20, help="--updates: updates of each kind per configuration")
+    parser.add_argument("--out", help="default: benchmarks/results/speed.csv (--updates: speed_updates.csv)")
     parser.add_argument(
         "--report-only", action="store_true", help="rewrite the .md beside --out from it, measure nothing"
     )
     args = parser.parse_args()
-    out = Path(args.out)
+    results = ROOT / "benchmarks" / "results"
+    out = Path(args.out or results / ("speed_updates.csv" if args.updates else "speed.csv"))
+    if args.updates:
+        return measure_updates(args.algos, args.threads, args.repeats, out)
     if args.report_only:
         rows = read_rows(out)
         print_table(rows)

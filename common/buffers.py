@@ -88,6 +88,31 @@ class EpisodeBuffer:
         batch["mask"] = (torch.arange(max_len) < torch.as_tensor(self.length[index])[:, None]).float().to(device)
         return batch
 
+    def sample_steps(self, batch_size: int, device: torch.device) -> dict:
+        """The episodes sample() would draw (the same draw of the RNG), as their real steps alone, with no padding:
+        obs (steps, agents, obs_dim), state, avail: every episode's steps t = 0..length (the last one for
+        bootstrapping), ordered by time, then episode, the longest episode first, which is PyTorch's packed-sequence
+        order: batch_sizes (time + 1,), on the CPU, counts the episodes that reach step t. actions (transitions,
+        agents), reward, terminated: the steps t < length, in the same order; now and next (transitions,) index
+        each transition's step t and t + 1 among the steps."""
+        index = np.random.randint(0, self.size, size=batch_size)
+        index = index[np.argsort(-self.length[index], kind="stable")]  # the longest first
+        lengths = self.length[index]
+        time_grid, episode = np.indices((int(lengths.max()) + 1, batch_size))  # (time + 1, batch)
+        real = time_grid <= lengths
+        t, episode = time_grid[real], index[episode[real]]  # by time, then episode
+        transition = t < self.length[episode]
+        batch = {
+            name: torch.as_tensor(getattr(self, name)[episode, t], device=device) for name in ("obs", "state", "avail")
+        }
+        for name in ("actions", "reward", "terminated"):
+            batch[name] = torch.as_tensor(getattr(self, name)[episode[transition], t[transition]], device=device)
+        batch["batch_sizes"] = torch.as_tensor(real.sum(axis=1))
+        # step (t, episode) -> (t + 1, episode) keeps the order, so the transitions' next steps are those with t >= 1
+        batch["now"] = torch.as_tensor(np.flatnonzero(transition), device=device)
+        batch["next"] = torch.as_tensor(np.flatnonzero(t >= 1), device=device)
+        return batch
+
     @property
     def nbytes(self) -> int:
         return sum(getattr(self, name).nbytes for name in self.fields + ("length",))

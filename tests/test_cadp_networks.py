@@ -320,3 +320,4 @@ def test_the_pieces_meant_to_be_identical_in_the_scripts_are():
         "exploration_duration",
     ):
         assert source(cadp_qmix, name) == source(cadp_vdn, name) == source(cadp_qplex, name), name
+    assert source(cadp_qmix, "compute_losses") == source(cadp_vdn, "compute_losses")  # the mixer is an argument

@@ -18,6 +18,22 @@ def test_minimal_update_runs_the_script_networks(algo):
     assert speed.minimal_update_ms(algo, advice=True, env_id="matrix:two_step", threads=1, repeats=2) > 0
 
 
+def test_update_times_time_the_padded_and_the_real_steps_update_on_the_measured_lengths():
+    times = speed.update_times("vdn", True, "lbforaging:Foraging-8x8-2p-3f-v3", threads=1, repeats=1, episodes=40)
+    assert 0.05 < times["padded_share"] < 0.6  # the LBF run's lengths (benchmarks/results/padding_lbf.csv)
+    assert times["padded_ms"] > 0 and times["real_steps_ms"] > 0
+    assert times["speedup"] == times["padded_ms"] / times["real_steps_ms"]
+
+
+def test_update_measurement_writes_a_row_for_each_configuration(tmp_path, monkeypatch):
+    fake = {"padded_share": 0.6, "padded_ms": 90.0, "real_steps_ms": 45.0, "speedup": 2.0}
+    monkeypatch.setattr(speed, "update_times", lambda *args: fake)
+    speed.measure_updates(["qmix", "mappo"], [1], repeats=2, out=tmp_path / "updates.csv")
+    rows = (tmp_path / "updates.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * len(speed.UPDATE_SHAPES)  # MAPPO has no padded replay: left out
+    assert "| `smax:5m_vs_6m` | qmix | on | 1 | 60% | 90.0 | 45.0 | 2.00x |" in (tmp_path / "updates.md").read_text()
+
+
 def make_row(implementation, algo, advice, threads, sps, update_ms):
     return {
         "implementation": implementation,
