@@ -304,7 +304,7 @@ def update_times(algo: str, advice: bool, env_id: str, threads: int, repeats: in
     buffer = random_buffer(envs, measured_lengths(UPDATE_SHAPES[env_id], episodes, np.random.default_rng(0)), seed=0)
     agent = module.CADPAgent(envs.obs_dim, envs.n_actions, args)
     if algo == "qmix":
-        mixer = module.QMixer(envs.n_agents, envs.state_dim, args.mixing_embed_dim, args.hypernet_embed_dim)
+        mixer = module.QMixer(envs.n_agents, envs.state_dim, args.mixing_embed_dim, args.hypernet_embed_dim, args.mixer)
     elif algo == "qplex":
         mixer = module.QPLEXMixer(envs.n_agents, envs.state_dim, envs.obs_dim, envs.n_actions, args)
     else:

@@ -34,7 +34,7 @@ def networks(module, args, seed: int):
     torch.manual_seed(seed)
     agent = module.CADPAgent(OBS_DIM, N_ACTIONS, args)
     if module is cadp_qmix:
-        mixer = module.QMixer(N_AGENTS, STATE_DIM, args.mixing_embed_dim, args.hypernet_embed_dim)
+        mixer = module.QMixer(N_AGENTS, STATE_DIM, args.mixing_embed_dim, args.hypernet_embed_dim, args.mixer)
     elif module is cadp_qplex:
         mixer = module.QPLEXMixer(N_AGENTS, STATE_DIM, OBS_DIM, N_ACTIONS, args)
     else:
