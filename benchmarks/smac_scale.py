@@ -9,6 +9,7 @@ reward_scale_rate 20 and, for QMIX, the release's mixer). Per cell and paired by
 - how many of those collapse: every evaluation of the last 100k steps below half the run's best.
 
     python benchmarks/smac_scale.py      # writes benchmarks/results/smac_scale.md and smac_scale_*.png
+    python benchmarks/smac_scale.py --pilot runs/<run>   # a run's pruning speed and loss balance at 700k
 """
 
 import argparse
@@ -191,10 +192,42 @@ def plot(curves: dict, family: str, path: Path) -> Path | None:
     return path
 
 
+def pruning_pilot(run_dir: Path, breakpoint: float = 700_000, alpha: float = 0.5) -> dict:
+    """How fast a run prunes and what the pruning term weighs against the TD loss, from its TensorBoard events:
+    the self-weight c_ii at the breakpoint and the steps after it to 0.5, 0.9 and 0.99, and over the 10k steps
+    either side of it the mean td_loss, alpha x prune_loss and their ratio (logged every 20 updates)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+
+    def series(tag):
+        points = events.Scalars(tag)
+        return np.array([p.step for p in points]), np.array([p.value for p in points])
+
+    steps, weight = series("charts/self_attention_weight")
+    found = {"self-weight at the breakpoint": float(np.interp(breakpoint, steps, weight))}
+    for level in (0.5, 0.9, 0.99):
+        after = np.flatnonzero((steps > breakpoint) & (weight >= level))
+        found[f"steps to {level}"] = int(steps[after[0]] - breakpoint) if len(after) else None
+    (td_steps, td), (_, prune) = series("losses/td_loss"), series("losses/prune_loss")
+    for name, low, high in (("before", breakpoint - 10_000, breakpoint), ("after", breakpoint, breakpoint + 10_000)):
+        inside = (td_steps > low) & (td_steps <= high)
+        found[f"td_loss {name}"] = float(td[inside].mean())
+        found[f"alpha x prune_loss {name}"] = float(alpha * prune[inside].mean())
+        found[f"ratio {name}"] = found[f"td_loss {name}"] / found[f"alpha x prune_loss {name}"]
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, default=RESULTS, help="the folder with the studies' CSVs")
+    parser.add_argument("--pilot", type=Path, nargs="+", help="instead: the pruning figures of these run directories")
     args = parser.parse_args()
+    if args.pilot:
+        for run_dir in args.pilot:
+            print(run_dir, {k: round(v, 6) if isinstance(v, float) else v for k, v in pruning_pilot(run_dir).items()})
+        return
     text, figures = report(args.results)
     out = args.results / "smac_scale.md"
     out.write_text(text)
