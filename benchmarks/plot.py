@@ -360,7 +360,7 @@ def paired_section(runs: dict, breakpoints: dict, env_id: str, algos: list[str])
 
 
 # ---- An ablation study: the arms of one base algorithm ---------------------------------------------
-# the arms of benchmarks/learning.py (ABLATION_ARMS) in their order, with their colours; others come last
+# the arms of benchmarks/studies.py (ABLATION_ARMS) in their order, with their colours; others come last
 ARM_COLOURS = {
     "rnn": "black",
     "gru": "tab:gray",
