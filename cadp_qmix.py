@@ -236,13 +236,17 @@ class QMixer(nn.Module):
         super().__init__()
         self.n_agents, self.embed_dim = n_agents, mixing_embed_dim
         s, h, e = state_dim, hypernet_embed_dim, mixing_embed_dim  # hypernetworks: state -> mixing weights
+        release = kind == "release"  # the authors' QMixer as they ran it (hypernet_layers unset): one layer
+
+        def hypernet(out: int) -> nn.Module:
+            return nn.Linear(s, out) if release else nn.Sequential(nn.Linear(s, h), nn.ReLU(), nn.Linear(h, out))
+
+        self.hyper_w1 = hypernet(n_agents * e)
         self.hyper_b1 = nn.Linear(s, e)
+        self.hyper_w2 = hypernet(e)
         self.state_value = nn.Sequential(nn.Linear(s, e), nn.ReLU(), nn.Linear(e, 1))
-        if kind == "release":  # the authors' QMixer as configured (hypernet_layers unset): one layer, default init
-            self.hyper_w1, self.hyper_w2 = nn.Linear(s, n_agents * e), nn.Linear(s, e)
+        if release:  # and PyTorch's default init
             return
-        self.hyper_w1 = nn.Sequential(nn.Linear(s, h), nn.ReLU(), nn.Linear(h, n_agents * e))
-        self.hyper_w2 = nn.Sequential(nn.Linear(s, h), nn.ReLU(), nn.Linear(h, e))
         # Start state-independent and small: Q_tot ~ a sum of the agents' Q-values with small positive
         # weights. The default init on raw states (LBF coordinates reach 7) gives |Q_tot| ~ 10-20
         # against returns <= 1, and bootstrapping at gamma 0.99 takes ~1e5 updates to shed that.

@@ -252,6 +252,23 @@ def test_release_mixer_has_one_layer_hypernetworks_and_the_default_init():
     assert not torch.allclose(release(agent_qs, states), release(agent_qs, torch.randn(2, 3, 132)))
 
 
+def test_the_default_mixer_keeps_its_parameter_order_and_initial_weights():
+    """Checkpoints hold Adam's state by parameter position, and a seed's initial weights depend on the order the
+    layers are built in: the default mixer must keep both, or older runs resume wrongly and seeds change."""
+    torch.manual_seed(5)
+    mixer = QMixer(3, state_dim=4, mixing_embed_dim=2, hypernet_embed_dim=6, kind="two-layer")
+    names = [name for name, _ in mixer.named_parameters()]
+    assert names == [
+        *("hyper_w1.0.weight", "hyper_w1.0.bias", "hyper_w1.2.weight", "hyper_w1.2.bias"),
+        *("hyper_b1.weight", "hyper_b1.bias"),
+        *("hyper_w2.0.weight", "hyper_w2.0.bias", "hyper_w2.2.weight", "hyper_w2.2.bias"),
+        *("state_value.0.weight", "state_value.0.bias", "state_value.2.weight", "state_value.2.bias"),
+    ]
+    torch.manual_seed(5)
+    first = torch.nn.Linear(4, 6)  # the first layer built draws first from the seed's stream
+    assert torch.equal(mixer.hyper_w1[0].weight, first.weight)
+
+
 def test_vdn_mixer_is_the_sum_of_the_chosen_agent_q_values():
     agent_qs = torch.randn(3, 4, 5)
     assert torch.equal(cadp_vdn.VDNMixer()(agent_qs, torch.randn(3, 4, 7)), agent_qs.sum(-1))
