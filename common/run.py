@@ -174,6 +174,21 @@ class Run:
                 )
         raise SystemExit(0)
 
+    def whole_rollouts(self, rollout_steps: int) -> int:
+        """How many rollouts of `rollout_steps` env steps train: --total-timesteps is a minimum, rounded up to whole
+        rollouts. Where that trains more steps, one line says so, and args.total_timesteps becomes that number (the
+        progress bar, the pruning breakpoint and the checkpoints' args count it)."""
+        given = self.args.total_timesteps
+        rollouts = -(-given // rollout_steps)
+        if rollouts * rollout_steps != given:
+            self.args.total_timesteps = rollouts * rollout_steps
+            print(
+                f"note: --total-timesteps {given} rounded up to whole rollouts of {rollout_steps} steps "
+                f"(--num-envs x --num-steps): {rollouts} rollouts, {rollouts * rollout_steps} steps",
+                flush=True,
+            )
+        return rollouts
+
     def resume(self, counters: dict, live: dict, complete=None, replay=None) -> tuple[dict, dict | None]:
         """(counters, live state) to start the loop from: as given for a new run; a resumed run's from its
         checkpoint, by name (the given envs are closed: the checkpoint's replace them), with the RNGs restored.
