@@ -14,7 +14,7 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ from common.vec_env import VecEnv
 class Args(RunArgs):  # RunArgs (common/run.py): --seed, --cuda, --track, --save-model, --resume, --eval-only, ...
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment"""
+    former_defaults: ClassVar[dict] = {"critic": "feed-forward"}  # ---- plumbing: checkpoints of before --critic
     checkpoint_interval: int = 100_000
     """environment steps between checkpoints in `runs/{run_name}/checkpoints/`, at rollout ends (0 = none)"""
 

@@ -77,7 +77,9 @@ class RunArgs:
 
 def parse_args(args_class, script: str):
     """(args, checkpoint or None): tyro.cli(args_class); with --resume or --eval-only, that checkpoint is
-    loaded and its run's flags become the defaults, so that flags given on this command line override them."""
+    loaded and its run's flags become the defaults, so that flags given on this command line override them. A flag
+    added since the checkpoint was written takes the value that run had without it, where the script's Args name
+    one in `former_defaults` (a ClassVar), else its default."""
     if sys.argv[-1] == "--eval-only" or any(
         a == "--eval-only" and b.startswith("--") for a, b in zip(sys.argv, sys.argv[1:])
     ):
@@ -87,7 +89,8 @@ def parse_args(args_class, script: str):
         return args, None
     checkpoint = load_checkpoint(args.resume or args.eval_only, script, models=not args.resume)
     known = {field.name for field in dataclasses.fields(args_class)}  # an older version's own flags are dropped
-    saved = args_class(**{name: value for name, value in checkpoint["args"].items() if name in known})
+    saved = {name: value for name, value in checkpoint["args"].items() if name in known}
+    saved = args_class(**{**getattr(args_class, "former_defaults", {}), **saved})
     return tyro.cli(args_class, default=saved), checkpoint
 
 

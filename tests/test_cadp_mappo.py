@@ -384,6 +384,20 @@ class ShortLivedEnv:
         pass
 
 
+def run_here(cwd, monkeypatch, *flags):
+    """cadp_mappo.py run in this process from `cwd`, as `python cadp_mappo.py flags` would run it (the stop-signal
+    handlers it installs are put back)."""
+    monkeypatch.chdir(cwd)
+    flags = ["--eval-interval", "1000", "--checkpoint-interval", "0", *flags]  # the given ones override these
+    monkeypatch.setattr(sys, "argv", ["cadp_mappo.py", *flags])
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        runpy.run_path(str(ROOT / "cadp_mappo.py"), run_name="__main__")
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+
 RELEASE_FLAGS = ["--anneal-lr", "--no-bootstrap-time-limit", "--no-value-active-masks"]
 
 
@@ -432,16 +446,8 @@ def test_the_script_replays_its_rollouts_and_follows_its_flags(flags, tmp_path, 
             return chunk
 
     monkeypatch.setattr(common.buffers, "RolloutBuffer", CheckedBuffer)
-    monkeypatch.chdir(tmp_path)
     tiny = "--num-envs 2 --num-steps 8 --chunk-length 4 --update-epochs 1 --hidden-dim 16 --eval-episodes 2"
-    command = ["cadp_mappo.py", "--env-id", "shortzoo:short_v0", "--total-timesteps", "40", *tiny.split(), *flags]
-    monkeypatch.setattr(sys, "argv", command + ["--eval-interval", "1000", "--checkpoint-interval", "0"])
-    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        runpy.run_path(str(ROOT / "cadp_mappo.py"), run_name="__main__")
-    finally:
-        for signum, handler in handlers.items():
-            signal.signal(signum, handler)
+    run_here(tmp_path, monkeypatch, "--env-id", "shortzoo:short_v0", "--total-timesteps", "40", *tiny.split(), *flags)
     out = capsys.readouterr().out
     assert "--total-timesteps 40 rounded up to whole rollouts of 16 steps" in out and "after 48 steps" in out
     (run_dir,) = (tmp_path / "runs").iterdir()
@@ -455,8 +461,24 @@ def test_the_script_replays_its_rollouts_and_follows_its_flags(flags, tmp_path, 
     assert rates == pytest.approx([5e-4 * (1 - i / 3) for i in range(3)] if "--anneal-lr" in flags else [5e-4] * 3)
 
 
-def test_help_says_total_timesteps_is_rounded_up_to_whole_rollouts(monkeypatch, capsys):
-    monkeypatch.setattr(sys, "argv", ["cadp_mappo.py", "--help"])
+def test_help_says_total_timesteps_is_rounded_up_to_whole_rollouts(tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
-        runpy.run_path(str(ROOT / "cadp_mappo.py"), run_name="__main__")
+        run_here(tmp_path, monkeypatch, "--help")
     assert "rounded up to whole" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_checkpoint_of_before_the_critic_flag_evaluates_with_its_feed_forward_critic(tmp_path, monkeypatch, capsys):
+    """Runs written before `--critic` existed had the feed-forward critic; their checkpoints hold no `critic`
+    flag, and resume or evaluate with that critic without being told (Args.former_defaults)."""
+    old_flags = ["--critic", "feed-forward", "--no-agent-specific-state", "--anneal-lr"]
+    tiny = ["--env-id", "matrix:two_step", "--num-envs", "4", "--num-steps", "10", "--eval-episodes", "2"]
+    run_here(tmp_path, monkeypatch, *tiny, "--total-timesteps", "40", "--checkpoint-interval", "40", *old_flags)
+    (path,) = (tmp_path / "runs").glob("*/checkpoints/step_40.cadp_model")
+    checkpoint = torch.load(path, weights_only=False)
+    del checkpoint["args"]["critic"], checkpoint["args"]["value_active_masks"]  # flags an earlier version lacked
+    torch.save(checkpoint, path)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run_here(tmp_path, monkeypatch, "--eval-only", str(path))
+    assert exit_info.value.code == 0, capsys.readouterr().err
+    assert "CADP(D)" in capsys.readouterr().out
