@@ -4,7 +4,8 @@ Paper: Zhou et al., "CADP: Towards Better Centralized Learning for Decentralized
 The shared actor attends over all agents' observations while training (advice, Eq. 1), a branch beside its own
 recurrent one (the authors' release; `--advice-placement gru-input`: into the GRU, the abstract's Eq. 2); a pruning
 loss (Eq. 3) then drives each agent's attention onto itself, so the trained actor runs decentralized: CADP(D) needs
-only the agent's own observation. The critic sees the global state (MAPPO). `grep -n "# CADP"` marks the paper's
+only the agent's own observation. The critic is MAPPO's recurrent one on the agent-specific state (as the release's;
+`--critic feed-forward` for a stateless MLP). `grep -n "# CADP"` marks the paper's
 pieces where they happen (Eq. 1-3, the advice branch, the breakpoint, the C/D evaluation, the pruned actor);
 `--no-advice` is plain recurrent MAPPO through the same code. Docs and results: docs/cadp_mappo.md.
 """
@@ -15,7 +16,7 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -34,6 +35,7 @@ from common.vec_env import VecEnv
 class Args(RunArgs):  # RunArgs (common/run.py): --seed, --cuda, --track, --save-model, --resume, --eval-only, ...
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment"""
+    former_defaults: ClassVar[dict] = {"critic": "feed-forward"}  # ---- plumbing: checkpoints of before --critic
     checkpoint_interval: int = 100_000
     """environment steps between checkpoints in `runs/{run_name}/checkpoints/`, at rollout ends (0 = none)"""
 
@@ -41,15 +43,17 @@ class Args(RunArgs):  # RunArgs (common/run.py): --seed, --cuda, --track, --save
     env_id: str = "lbforaging:Foraging-8x8-2p-3f-v3"
     """the environment id, `module:Id` (see README); the team reward is the sum of the agents' rewards"""
     total_timesteps: int = 1_000_000
-    """total environment steps (one joint step of all agents in one env counts 1)"""
+    """environment steps to train at least (one joint step of all agents in one env counts 1), rounded up to whole
+    rollouts of num_envs x num_steps"""
     learning_rate: float = 5e-4
     """Adam learning rate of the actor and the critic"""
     num_envs: int = 16
     """parallel environments collecting the rollout"""
     num_steps: int = 50
     """steps per env in each rollout (a multiple of `chunk_length`)"""
-    anneal_lr: bool = True
-    """anneal the learning rate linearly to 0 over training"""
+    anneal_lr: bool = False
+    """anneal the learning rate linearly to 0 over training (CleanRL's default); off: constant, as the release, so that
+    the pruning, late in training, runs at the full rate"""
     gamma: float = 0.99
     """discount factor"""
     gae_lambda: float = 0.95
@@ -64,6 +68,10 @@ class Args(RunArgs):  # RunArgs (common/run.py): --seed, --cuda, --track, --save
     """PPO's surrogate clipping range"""
     clip_vloss: bool = True
     """clip the value update to `clip_coef` around the rollout's value (MAPPO's value clipping)"""
+    value_active_masks: bool = True
+    """fit no values for dead agents (MAPPO's value active masks); `--no-value-active-masks`: fit them (the release)"""
+    bootstrap_time_limit: bool = True
+    """bootstrap a time-limit end from V(final state); `--no-bootstrap-time-limit`: as terminal (the release)"""
     ent_coef: float = 0.01
     """entropy bonus coefficient"""
     vf_coef: float = 1.0
@@ -78,8 +86,11 @@ class Args(RunArgs):  # RunArgs (common/run.py): --seed, --cuda, --track, --save
     """append a one-hot agent id to each observation"""
     obs_last_action: bool = False
     """append the agent's previous action (one-hot) to each observation"""
-    agent_specific_state: bool = False
-    """critic input [global state, own observation, agent id] (MAPPO's agent-specific state) instead of the state"""
+    critic: Literal["recurrent", "feed-forward"] = "recurrent"
+    """`recurrent`: MAPPO's critic (MLP base -> GRU -> LayerNorm), the release's; `feed-forward`: a stateless MLP"""
+    agent_specific_state: bool = True
+    """critic input [global state, own observation, agent id] per agent (our agent-specific state, the release's
+    `use_state_agent`); `--no-agent-specific-state`: the global state alone"""
     hidden_dim: int = 64
     """GRU hidden size and MLP width of actor and critic"""
     eval_interval: int = 50_000
@@ -171,6 +182,44 @@ class AdviceAttention(nn.Module):
         return advice.flatten(-2), log_confidence
 
 
+def mappo_base(input_dim: int, hidden_dim: int) -> nn.Sequential:
+    """MAPPO's MLP base, the actor's and the recurrent critic's: normalized input, two LayerNorm'd ReLU layers."""
+    mlp = [layer_init(nn.Linear(input_dim, hidden_dim)), nn.ReLU(), nn.LayerNorm(hidden_dim)]
+    mlp += [layer_init(nn.Linear(hidden_dim, hidden_dim)), nn.ReLU(), nn.LayerNorm(hidden_dim)]
+    return nn.Sequential(nn.LayerNorm(input_dim), *mlp)
+
+
+def mappo_gru(hidden_dim: int) -> nn.GRU:
+    """MAPPO's GRU: orthogonal weights, zero biases."""
+    gru = nn.GRU(hidden_dim, hidden_dim, batch_first=True)
+    for name, parameter in gru.named_parameters():
+        nn.init.orthogonal_(parameter) if "weight" in name else nn.init.zeros_(parameter)
+    return gru
+
+
+def recurrent(gru: nn.GRU, inputs: torch.Tensor, hidden: torch.Tensor, episode_starts=None):
+    """inputs (batch, time, agents, features), hidden (batch, agents, hidden_dim), episode_starts (batch, time) bool:
+    True where inputs is an episode's first step, so the hidden state is zeroed before it (None: no starts) ->
+    outputs (batch, time, agents, hidden_dim), the new hidden state."""
+    batch, time_steps, n_agents, _ = inputs.shape
+    # each agent of each sequence is one GRU sequence: (batch * agents, time, features)
+    sequences = inputs.transpose(1, 2).reshape(batch * n_agents, time_steps, -1)
+    hidden = hidden.reshape(1, batch * n_agents, -1)
+    if episode_starts is None:  # no episode starts within the sequences: one GRU call
+        outputs, hidden = gru(sequences, hidden)
+    else:
+        # one GRU call per stretch in which no sequence starts a new episode; a sequence whose
+        # episode starts at a stretch's first step enters it with a zeroed hidden state
+        keep = (~episode_starts).repeat_interleave(n_agents, dim=0).float()  # (batch * agents, time)
+        boundaries = [0] + (episode_starts[:, 1:].any(dim=0).nonzero().flatten() + 1).tolist() + [time_steps]
+        pieces = []
+        for start, end in zip(boundaries[:-1], boundaries[1:]):
+            piece, hidden = gru(sequences[:, start:end], hidden * keep[None, :, start, None])
+            pieces.append(piece)
+        outputs = torch.cat(pieces, dim=1)  # (batch * agents, time, hidden_dim)
+    return outputs.view(batch, n_agents, time_steps, -1).transpose(1, 2), hidden.view(batch, n_agents, -1)
+
+
 class CADPAgent(nn.Module):
     """Per-agent actor, parameters shared by all agents. `--advice-placement`:
     post-gru (the authors' release): x_i = MLP(LayerNorm(o_i)); h_i = LayerNorm(GRU(x_i, h_i)); a_i = ReLU(advice_fc(
@@ -185,13 +234,8 @@ class CADPAgent(nn.Module):
         advice_dim = args.att_heads * args.att_embed_dim if args.advice else 0
         self.base = self.gru_norm = self.advice_fc = self.merge = None
         if post_gru:
-            # MAPPO's actor: normalized input, a LayerNorm'd ReLU MLP, a GRU (orthogonal, zero biases), LayerNorm
-            mlp = [layer_init(nn.Linear(obs_dim, hidden_dim)), nn.ReLU(), nn.LayerNorm(hidden_dim)]
-            mlp += [layer_init(nn.Linear(hidden_dim, hidden_dim)), nn.ReLU(), nn.LayerNorm(hidden_dim)]
-            self.base = nn.Sequential(nn.LayerNorm(obs_dim), *mlp)
-            self.gru = nn.GRU(hidden_dim, hidden_dim, batch_first=True)
-            for name, parameter in self.gru.named_parameters():
-                nn.init.orthogonal_(parameter) if "weight" in name else nn.init.zeros_(parameter)
+            # MAPPO's actor: its MLP base, its GRU, LayerNorm
+            self.base, self.gru = mappo_base(obs_dim, hidden_dim), mappo_gru(hidden_dim)
             self.gru_norm = nn.LayerNorm(hidden_dim)
             if args.advice:
                 # CADP: the advice is a per-step feed-forward branch beside the recurrent one; pruning cuts
@@ -212,7 +256,6 @@ class CADPAgent(nn.Module):
         """obs (batch, time, agents, obs_dim), hidden (batch, agents, hidden_dim), episode_starts (batch, time) bool:
         True where obs is an episode's first step, so the hidden state is zeroed before it (None: no starts) ->
         logits (batch, time, agents, actions), new hidden, log-confidence (batch, time, heads, agents, agents)."""
-        batch, time_steps, n_agents, _ = obs.shape
         advice, log_confidence = None, None
         if self.advice is not None:
             # the advice depends on observations only, so all time steps are attended at once
@@ -221,56 +264,48 @@ class CADPAgent(nn.Module):
             inputs = self.base(obs)
         else:
             inputs = obs if advice is None else torch.cat([advice, obs], dim=-1)  # CADP Eq. 2: [z_i, o_i]
-        # each agent of each sequence is one GRU sequence: (batch * agents, time, features)
-        sequences = inputs.transpose(1, 2).reshape(batch * n_agents, time_steps, -1)
-        hidden = hidden.reshape(1, batch * n_agents, -1)
-        if episode_starts is None:  # no episode starts within the sequences: one GRU call
-            outputs, hidden = self.gru(sequences, hidden)
-        else:
-            # one GRU call per stretch in which no sequence starts a new episode; a sequence whose
-            # episode starts at a stretch's first step enters it with a zeroed hidden state
-            keep = (~episode_starts).repeat_interleave(n_agents, dim=0).float()  # (batch * agents, time)
-            boundaries = [0] + (episode_starts[:, 1:].any(dim=0).nonzero().flatten() + 1).tolist() + [time_steps]
-            pieces = []
-            for start, end in zip(boundaries[:-1], boundaries[1:]):
-                piece, hidden = self.gru(sequences[:, start:end], hidden * keep[None, :, start, None])
-                pieces.append(piece)
-            outputs = torch.cat(pieces, dim=1)  # (batch * agents, time, hidden_dim)
-        features = outputs.view(batch, n_agents, time_steps, -1).transpose(1, 2)  # (batch, time, agents, hidden)
+        features, hidden = recurrent(self.gru, inputs, hidden, episode_starts)  # (batch, time, agents, hidden)
         if self.gru_norm is not None:
             features = self.gru_norm(features)
         if self.merge is not None:
             # CADP (the release's placement): the policy from [h_i, ReLU(advice_fc(z_i))]
             features = self.merge(torch.cat([features, F.relu(self.advice_fc(advice))], dim=-1))
-        return self.policy_head(features), hidden.view(batch, n_agents, -1), log_confidence
+        return self.policy_head(features), hidden, log_confidence
 
 
 class Critic(nn.Module):
-    """Centralized value V(s) (or MAPPO's agent-specific V(s, o_i, i)), in normalized units. Feed-forward, unlike
-    MAPPO's recurrent critic: the global state needs no memory here, and a stateless critic can value a finished
-    episode's final state (the truncation bootstrap) without a hidden state."""
+    """V per agent, in normalized units, from [state, o_i, one-hot i] with `--agent-specific-state`: no env here has
+    SMAC's agent-specific state, so each agent's own observation (and id) stands in for the state seen from it.
+    `recurrent` (MAPPO's and the release's critic): MAPPO's MLP base -> GRU -> LayerNorm -> value, its hidden state
+    zeroed at episode starts as the actor's; a time-limit end is valued from the hidden state after its last step.
+    `feed-forward`: a ReLU MLP; without the agent-specific state, one value per env, shared by its agents."""
 
-    def __init__(self, state_dim: int, obs_dim: int, n_agents: int, hidden_dim: int, agent_specific: bool):
+    def __init__(self, state_dim: int, obs_dim: int, n_agents: int, args: Args):
         super().__init__()
-        self.agent_specific = agent_specific
-        input_dim = state_dim + (obs_dim + n_agents if agent_specific else 0)
-        layers = [
-            layer_init(nn.Linear(input_dim, hidden_dim)),
-            nn.ReLU(),
-            layer_init(nn.Linear(hidden_dim, hidden_dim)),
-        ]
-        self.net = nn.Sequential(*layers, nn.ReLU(), layer_init(nn.Linear(hidden_dim, 1), std=1.0))
+        self.agent_specific, hidden_dim = args.agent_specific_state, args.hidden_dim
+        input_dim = state_dim + (obs_dim + n_agents if self.agent_specific else 0)
+        self.gru = None
+        if args.critic == "recurrent":
+            self.base, self.gru = mappo_base(input_dim, hidden_dim), mappo_gru(hidden_dim)
+            self.gru_norm, self.value_head = nn.LayerNorm(hidden_dim), layer_init(nn.Linear(hidden_dim, 1), std=1.0)
+        else:
+            first, second = layer_init(nn.Linear(input_dim, hidden_dim)), layer_init(nn.Linear(hidden_dim, hidden_dim))
+            self.net = nn.Sequential(first, nn.ReLU(), second, nn.ReLU(), layer_init(nn.Linear(hidden_dim, 1), std=1.0))
 
-    def forward(self, state: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
-        """state (..., state_dim), obs (..., agents, obs_dim) -> values (..., agents)."""
-        n_agents = obs.shape[-2]
-        if not self.agent_specific:
-            # one value per env, shared by its agents: they all get the team reward
-            return self.net(state).expand(*state.shape[:-1], n_agents)
-        # the id is appended even when obs has one, so the critic's input never depends on obs flags
-        agent_ids = torch.eye(n_agents, device=obs.device).expand(*obs.shape[:-1], n_agents)
-        shared = state.unsqueeze(-2).expand(*obs.shape[:-1], state.shape[-1])
-        return self.net(torch.cat([shared, obs, agent_ids], dim=-1)).squeeze(-1)
+    def forward(self, state: torch.Tensor, obs: torch.Tensor, hidden: torch.Tensor, episode_starts=None):
+        """state (batch, time, state_dim), obs (batch, time, agents, obs_dim), hidden (batch, agents, hidden_dim),
+        episode_starts as CADPAgent's -> values (batch, time, agents), new hidden (the feed-forward's: as given)."""
+        per_agent = obs.shape[:-1]  # (batch, time, agents)
+        if self.agent_specific:
+            # the id is appended even when obs has one, so the critic's input never depends on obs flags
+            agent_ids = torch.eye(per_agent[-1], device=obs.device).expand(*per_agent, -1)
+            inputs = torch.cat([state.unsqueeze(-2).expand(*per_agent, -1), obs, agent_ids], dim=-1)
+        else:
+            inputs = state.unsqueeze(-2)  # (batch, time, 1, state_dim): the same input for every agent
+        if self.gru is None:
+            return self.net(inputs).squeeze(-1).expand(per_agent), hidden
+        features, hidden = recurrent(self.gru, self.base(inputs).expand(*per_agent, -1), hidden, episode_starts)
+        return self.value_head(self.gru_norm(features)).squeeze(-1), hidden
 
 
 def masked_policy(logits: torch.Tensor, avail: torch.Tensor) -> Categorical:
@@ -386,12 +421,11 @@ if __name__ == "__main__":
     args, device = run.args, run.device
     batch_size = args.num_envs * args.num_steps  # environment steps per rollout (not flags: they follow from these)
     num_chunks = batch_size // args.chunk_length  # training sequences per rollout
-    num_iterations = max(1, args.total_timesteps // batch_size)  # rollout-and-update iterations
 
     # ---- plumbing: the envs, refused up front if they and the rollout with its update's activations cannot fit
-    def needs(envs):  # per env step: the stored rollout, its chunked copy, the update's activations (~32 KB on LBF)
-        advice_dim = args.att_heads * args.att_embed_dim
-        per_agent = 3 * envs.obs_dim + 44 * args.hidden_dim + 4 * envs.n_actions + 8 * advice_dim
+    def needs(envs):  # per env step: the stored rollout, its chunked copy, the update's activations (~42 KB on LBF)
+        advice_dim, critic_input = args.att_heads * args.att_embed_dim, 3 * (envs.state_dim + envs.obs_dim)
+        per_agent = 3 * envs.obs_dim + critic_input + 61 * args.hidden_dim + 4 * envs.n_actions + 8 * advice_dim
         step_bytes = 4 * envs.n_agents * per_agent + 12 * envs.state_dim
         return {"rollout and update": step_bytes * batch_size // args.num_minibatches}
 
@@ -399,7 +433,7 @@ if __name__ == "__main__":
 
     n_agents, hidden_dim = envs.n_agents, args.hidden_dim
     agent = CADPAgent(envs.obs_dim, envs.n_actions, args).to(device)
-    critic = Critic(envs.state_dim, envs.obs_dim, n_agents, hidden_dim, args.agent_specific_state).to(device)
+    critic = Critic(envs.state_dim, envs.obs_dim, n_agents, args).to(device)
     value_normalizer = ValueNormalizer().to(device)
     optimizer = torch.optim.Adam(list(agent.parameters()) + list(critic.parameters()), lr=args.learning_rate, eps=1e-5)
     networks = dict(actor=agent, critic=critic, value_normalizer=value_normalizer, optimizer=optimizer)
@@ -413,6 +447,7 @@ if __name__ == "__main__":
     run.restore(envs, networks)  # ---- plumbing: a resumed or evaluated run's weights
     if args.eval_only:  # ---- plumbing: only evaluate the given checkpoint or model, then stop
         run.report_eval_only(evaluate_c_and_d(), eval_envs, "greedy" if args.eval_greedy else "sampled")
+    num_iterations = run.whole_rollouts(batch_size)  # ---- plumbing: --total-timesteps rounded up, said when it is
 
     rb = RolloutBuffer(args.num_steps, envs, hidden_dim, device)  # (time, envs, ...) tensors, as CleanRL's storage
 
@@ -420,13 +455,13 @@ if __name__ == "__main__":
         return [torch.as_tensor(array, device=device) for array in arrays]
 
     obs, state, avail = as_tensors(*envs.reset())
-    hidden = torch.zeros(args.num_envs, n_agents, hidden_dim, device=device)
+    hidden = critic_hidden = torch.zeros(args.num_envs, n_agents, hidden_dim, device=device)  # actor's, critic's
     episode_start = torch.ones(args.num_envs, dtype=torch.bool, device=device)
     active = torch.ones(args.num_envs, n_agents, device=device)  # every agent is in a fresh episode
 
     # ---- plumbing: a resumed run continues exactly where its checkpoint left off, at the end of a rollout
     live = dict(envs=envs, obs=obs, state=state, avail=avail, hidden=hidden, active=active)
-    live["episode_start"] = episode_start
+    live.update(episode_start=episode_start, critic_hidden=critic_hidden)
     complete = lambda saved: saved["iteration"] >= num_iterations  # noqa: E731
     counters, live = run.resume(dict(iteration=0, next_eval=0, global_step=0), live, complete)
     next_eval, global_step = counters["next_eval"], counters["global_step"]
@@ -435,6 +470,7 @@ if __name__ == "__main__":
     elif run.resumed:
         envs, obs, state, avail = live["envs"], live["obs"], live["state"], live["avail"]
         hidden, episode_start, active = live["hidden"], live["episode_start"], live["active"]
+        critic_hidden = live.get("critic_hidden", critic_hidden)  # none in checkpoints of the feed-forward critic
     writer = run.start(global_step)
 
     for iteration in range(counters["iteration"] + 1, num_iterations + 1):
@@ -444,18 +480,22 @@ if __name__ == "__main__":
         for step in range(args.num_steps):
             global_step += args.num_envs
             rb.add(step, obs=obs, state=state, avail=avail, hidden=hidden, episode_starts=episode_start, active=active)
+            rb.add(step, critic_hidden=critic_hidden)
             with torch.no_grad():
-                logits, hidden, _ = agent(obs.unsqueeze(1), hidden, episode_starts=episode_start.unsqueeze(1))
+                starts = episode_start.unsqueeze(1)  # (envs, time = 1)
+                logits, hidden, _ = agent(obs.unsqueeze(1), hidden, episode_starts=starts)
+                values, critic_hidden = critic(state.unsqueeze(1), obs.unsqueeze(1), critic_hidden, starts)
                 policy = masked_policy(logits[:, 0], avail)  # over (envs, agents)
                 actions = policy.sample()
-                rb.add(step, actions=actions, log_probs=policy.log_prob(actions), values=critic(state, obs))
+                rb.add(step, actions=actions, log_probs=policy.log_prob(actions), values=values[:, 0])
             next_obs, next_state, next_avail, reward, terminated, truncated, info = envs.step(actions.cpu().numpy())
             done = terminated | truncated
             rb.add(step, rewards=reward, terminated=terminated, truncated=truncated)
-            if done.any():
-                with torch.no_grad():  # only a truncation uses it: GAE multiplies it by 0 after a termination
+            if done.any():  # V(final state), from the critic's hidden state after that step; only a truncation uses it
+                with torch.no_grad():
                     final_state, final_obs = as_tensors(info["final_state"], info["final_obs"])
-                    rb.final_values[step] = value_normalizer.denormalize(critic(final_state, final_obs))
+                    final_values, _ = critic(final_state.unsqueeze(1), final_obs.unsqueeze(1), critic_hidden)
+                    rb.final_values[step] = value_normalizer.denormalize(final_values[:, 0])
             run.log_episodes(info, done, global_step)  # charts/episodic_return, charts/episodic_length, charts/win_rate
             obs, state, avail = as_tensors(next_obs, next_state, next_avail)
             episode_start = torch.as_tensor(done, device=device)
@@ -464,8 +504,10 @@ if __name__ == "__main__":
         update_start = time.perf_counter()
         with torch.no_grad():
             values = value_normalizer.denormalize(rb.values)  # (time, envs, agents), return units
-            last_values = value_normalizer.denormalize(critic(state, obs))
-            ends = rb.final_values, rb.terminated, rb.truncated
+            last_values, _ = critic(state.unsqueeze(1), obs.unsqueeze(1), critic_hidden, episode_start.unsqueeze(1))
+            last_values = value_normalizer.denormalize(last_values[:, 0])
+            # --no-bootstrap-time-limit (the release): a time limit ends the returns as a termination does
+            ends = rb.final_values, rb.terminated | (rb.truncated & (not args.bootstrap_time_limit)), rb.truncated
             advantages = compute_gae(rb.rewards, values, last_values, *ends, args.gamma, args.gae_lambda)
             returns = advantages + values
             value_normalizer.update(returns)
@@ -496,8 +538,9 @@ if __name__ == "__main__":
                     every_step = torch.ones(log_confidence.shape[:2], device=device)  # chunks have no padding
                     prune_loss = pruning_loss(log_confidence, every_step, args.prune_loss_scale)
                     actor_loss = actor_loss + prune_coef * prune_loss
-                new_values = critic(mb["state"], mb["obs"])
-                v_loss = value_loss(new_values, mb["values"], mb["targets"], mb_active, args.clip_coef, args.clip_vloss)
+                new_values, _ = critic(mb["state"], mb["obs"], mb["critic_hidden"], episode_starts=mb["episode_starts"])
+                fitted = mb_active if args.value_active_masks else torch.ones_like(mb_active)  # the release: all agents
+                v_loss = value_loss(new_values, mb["values"], mb["targets"], fitted, args.clip_coef, args.clip_vloss)
 
                 optimizer.zero_grad()
                 (actor_loss + args.vf_coef * v_loss).backward()
@@ -545,7 +588,7 @@ if __name__ == "__main__":
         # ---- plumbing: every --checkpoint-interval steps and on SIGINT/SIGTERM (then exits): what a resume needs
         if run.checkpoint_due(global_step):
             live = dict(envs=envs, obs=obs, state=state, avail=avail, hidden=hidden, active=active)
-            live["episode_start"] = episode_start
+            live.update(episode_start=episode_start, critic_hidden=critic_hidden)
             run.save_checkpoint(global_step, networks, dict(iteration=iteration, next_eval=next_eval), live)
 
     run.report_final(global_step, results)

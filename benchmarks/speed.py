@@ -40,6 +40,7 @@ across invocations.
 import argparse
 import copy
 import csv
+import dataclasses
 import importlib.util
 import os
 import subprocess
@@ -113,6 +114,11 @@ SAME_WORK_FLAGS = {
         "64",
         "--learning-rate",
         "5e-4",
+        # the peer's critic is a feed-forward MLP on the state; the script's default, the release's recurrent
+        # critic on the agent-specific state, does more work per step
+        "--critic",
+        "feed-forward",
+        "--no-agent-specific-state",
     ],
 }
 CSV_FIELDS = [
@@ -209,7 +215,8 @@ def minimal_update_ms(algo: str, advice: bool, env_id: str, threads: int, repeat
 
     if algo == "mappo":
         num_envs, epochs = same_work_value(algo, "--num-envs"), same_work_value(algo, "--update-epochs")
-        critic = module.Critic(state_dim, obs_dim, n_agents, args.hidden_dim, args.agent_specific_state)
+        args = dataclasses.replace(args, critic="feed-forward", agent_specific_state=False)  # as SAME_WORK_FLAGS
+        critic = module.Critic(state_dim, obs_dim, n_agents, args)
         optimizer = torch.optim.Adam(list(agent.parameters()) + list(critic.parameters()), lr=5e-4)
         chunks = num_envs * steps // args.chunk_length
         obs = torch.randn(chunks, args.chunk_length, n_agents, obs_dim)  # (chunks, chunk_length, agents, obs)
@@ -220,7 +227,8 @@ def minimal_update_ms(algo: str, advice: bool, env_id: str, threads: int, repeat
         def update():
             for _ in range(epochs):
                 logits, _, log_confidence = agent(obs, hidden, episode_starts=starts)
-                loss = logits.log_softmax(-1).mean() + critic(state, obs).pow(2).mean()
+                values, _ = critic(state, obs, hidden, episode_starts=starts)
+                loss = logits.log_softmax(-1).mean() + values.pow(2).mean()
                 if log_confidence is not None:
                     loss = loss - log_confidence.diagonal(dim1=-2, dim2=-1).mean()
                 optimizer.zero_grad()

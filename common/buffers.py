@@ -253,7 +253,8 @@ class RolloutBuffer:
             "obs": ((n, envs.obs_dim), float32),
             "state": ((envs.state_dim,), float32),
             "avail": ((n, envs.n_actions), torch.bool),
-            "hidden": ((n, hidden_dim), float32),  # the GRU state fed into step t
+            "hidden": ((n, hidden_dim), float32),  # the actor's GRU state fed into step t
+            "critic_hidden": ((n, hidden_dim), float32),  # the recurrent critic's
             "episode_starts": ((), torch.bool),  # True where step t is an episode's first
             "active": ((n,), float32),  # 1 where the agent is alive at step t (SMAX deaths)
             "actions": ((n,), long),
@@ -275,9 +276,11 @@ class RolloutBuffer:
 
     def chunks(self, chunk_length: int, **extra: torch.Tensor) -> dict[str, torch.Tensor]:
         """The training sequences, (chunks, chunk_length, ...), of the fields an update reads and of `extra`
-        ((time, envs, ...) tensors such as the advantages); "hidden" is each sequence's initial GRU state."""
+        ((time, envs, ...) tensors such as the advantages); "hidden" and "critic_hidden" are each sequence's initial
+        GRU states."""
         names = ("obs", "state", "avail", "episode_starts", "active", "actions", "log_probs", "values")
         chunks = {name: to_chunks(tensor, chunk_length) for name, tensor in extra.items()}
         chunks.update({name: to_chunks(getattr(self, name), chunk_length) for name in names})
-        chunks["hidden"] = to_chunks(self.hidden, chunk_length)[:, 0]
+        for name in ("hidden", "critic_hidden"):
+            chunks[name] = to_chunks(getattr(self, name), chunk_length)[:, 0]
         return chunks

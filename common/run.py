@@ -105,7 +105,9 @@ ENV_FLAGS = frozenset({"env_id", "env_kwargs"})
 
 def parse_args(args_class, script: str):
     """(args, checkpoint or None): tyro.cli(args_class); with --resume or --eval-only, that checkpoint is
-    loaded and its run's flags become the defaults, so that flags given on this command line override them."""
+    loaded and its run's flags become the defaults, so that flags given on this command line override them. A flag
+    added since the checkpoint was written takes the value that run had without it, where the script's Args name
+    one in `former_defaults` (a ClassVar), else its default."""
     if sys.argv[-1] == "--eval-only" or any(
         a == "--eval-only" and b.startswith("--") for a, b in zip(sys.argv, sys.argv[1:])
     ):
@@ -114,9 +116,11 @@ def parse_args(args_class, script: str):
     if not (args.resume or args.eval_only):
         return args, None
     checkpoint = load_checkpoint(args.resume or args.eval_only, script, models=not args.resume)
-    # an older version's own flags are dropped, and so are the saved command's own (a resumed run's --resume)
+    # an older version's own flags are dropped, and so are the saved command's own (a resumed run's --resume);
+    # a flag newer than the checkpoint takes the value that reproduces the older run (former_defaults)
     known = {field.name for field in dataclasses.fields(args_class)} - {"resume", "eval_only", "branch"}
-    saved = args_class(**{name: value for name, value in checkpoint["args"].items() if name in known})
+    saved = {name: value for name, value in checkpoint["args"].items() if name in known}
+    saved = args_class(**{**getattr(args_class, "former_defaults", {}), **saved})
     return tyro.cli(args_class, default=saved), checkpoint
 
 
@@ -184,7 +188,8 @@ class Run:
         directory must leave its past as it was: refused, saying how to branch, if the checkpoint is not the run's
         newest or a flag outside RESUME_MAY_CHANGE changed (with --branch: allowed). RESUME_FIXED flags never change."""
         saved, args = self.checkpoint, self.args
-        defaults = vars(args_class())  # a flag the run's version did not have had its default's effect
+        # a flag the run's version did not have had its default's effect, or the one former_defaults names
+        defaults = {**vars(args_class()), **getattr(args_class, "former_defaults", {})}
         changed = {}
         for name, value in vars(args).items():
             before = saved["args"].get(name, defaults[name])
@@ -286,6 +291,21 @@ class Run:
                     f"video of CADP({mode[0].upper()})'s first episode: {write_mp4(path, envs.frames, envs.render_fps)}"
                 )
         raise SystemExit(0)
+
+    def whole_rollouts(self, rollout_steps: int) -> int:
+        """How many rollouts of `rollout_steps` env steps train: --total-timesteps is a minimum, rounded up to whole
+        rollouts. Where that trains more steps, one line says so, and args.total_timesteps becomes that number (the
+        progress bar, the pruning breakpoint and the checkpoints' args count it)."""
+        given = self.args.total_timesteps
+        rollouts = -(-given // rollout_steps)
+        if rollouts * rollout_steps != given:
+            self.args.total_timesteps = rollouts * rollout_steps
+            print(
+                f"note: --total-timesteps {given} rounded up to whole rollouts of {rollout_steps} steps "
+                f"(--num-envs x --num-steps): {rollouts} rollouts, {rollouts * rollout_steps} steps",
+                flush=True,
+            )
+        return rollouts
 
     def resume(self, counters: dict, live: dict, complete=None, replay=None) -> tuple[dict, dict | None]:
         """(counters, live state) to start the loop from: as given for a new run; a resumed run's from its

@@ -3,16 +3,25 @@ normalization) and, as subprocesses, a learning run on a matrix game and a deter
 The agent, pruning and end-to-end tests shared with the other scripts are in
 test_cadp_networks.py and test_end_to_end.py."""
 
+import dataclasses
+import runpy
+import signal
+import sys
+import types
+
+import gymnasium
+import numpy as np
 import pytest
 import torch
-from conftest import final_returns, run_script
+from conftest import ROOT, final_returns, run_script
 from conftest import make_agent as make_script_agent
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cadp_mappo
+import common.buffers
 from cadp_mappo import ValueNormalizer, compute_gae, masked_policy, ppo_policy_loss, value_loss
-from common.buffers import to_chunks
+from common.buffers import RolloutBuffer, to_chunks
 
 
 def make_agent(obs_dim=7, n_actions=4, seed=0, **overrides):
@@ -240,3 +249,236 @@ def test_same_seed_gives_same_losses(tmp_path):
         events = EventAccumulator(str(run_dir)).Reload()
         losses.append([e.value for tag in ("losses/policy_loss", "losses/value_loss") for e in events.Scalars(tag)])
     assert len(losses[0]) == 24 and losses[0] == losses[1]
+
+
+def make_critic(state_dim=5, obs_dim=7, n_agents=2, seed=0, **overrides):
+    torch.manual_seed(seed)
+    return cadp_mappo.Critic(
+        state_dim, obs_dim, n_agents, dataclasses.replace(cadp_mappo.Args(), hidden_dim=16, **overrides)
+    )
+
+
+def test_recurrent_critic_resets_where_an_episode_starts():
+    critic = make_critic(seed=3)
+    state, obs = torch.randn(3, 8, 5), torch.randn(3, 8, 2, 7)  # (sequences, time, ...)
+    hidden = torch.randn(3, 2, 16)
+    starts = torch.zeros(3, 8, dtype=torch.bool)
+    starts[0, 2] = starts[1, 4] = starts[1, 7] = True  # sequence 2 runs without a reset
+    with torch.no_grad():
+        values, last_hidden = critic(state, obs, hidden, starts)
+        for i, cuts in enumerate([[0, 2, 8], [0, 4, 7, 8], [0, 8]]):
+            piece_hidden, pieces = hidden[i : i + 1], []
+            for start, end in zip(cuts[:-1], cuts[1:]):
+                entering = piece_hidden if start == 0 else torch.zeros(1, 2, 16)
+                piece, piece_hidden = critic(state[i : i + 1, start:end], obs[i : i + 1, start:end], entering)
+                pieces.append(piece)
+            torch.testing.assert_close(values[i : i + 1], torch.cat(pieces, dim=1))
+            torch.testing.assert_close(last_hidden[i : i + 1], piece_hidden)
+        # the hidden state matters where no episode starts: a recurrent critic, not a feed-forward one
+        assert not torch.allclose(critic(state, obs, torch.zeros_like(hidden), starts)[0][2], values[2])
+
+
+@pytest.mark.parametrize("kind", ["recurrent", "feed-forward"])
+def test_critic_chunks_replay_the_rollouts_values(kind):
+    """The update's training sequences, cut by RolloutBuffer.chunks from the critic's stored hidden states,
+    give the values the rollout stored, episode starts inside chunks included."""
+    critic = make_critic(seed=4, critic=kind)
+    time_steps, num_envs, chunk_length = 12, 3, 4
+    envs = types.SimpleNamespace(num_envs=num_envs, n_agents=2, obs_dim=7, state_dim=5, n_actions=3)
+    rb = RolloutBuffer(time_steps, envs, 16, "cpu")
+    generator = torch.Generator().manual_seed(4)
+    episode_starts = torch.rand(time_steps, num_envs, generator=generator) < 0.25
+    episode_starts[0] = episode_starts[4, 1] = True  # the first step, and an episode starting with a chunk
+    hidden = torch.zeros(num_envs, 2, 16)
+    with torch.no_grad():
+        for t in range(time_steps):  # as the script steps its envs
+            state, obs = torch.randn(num_envs, 5, generator=generator), torch.randn(num_envs, 2, 7, generator=generator)
+            rb.add(t, state=state, obs=obs, critic_hidden=hidden, episode_starts=episode_starts[t])
+            values, hidden = critic(state.unsqueeze(1), obs.unsqueeze(1), hidden, episode_starts[t].unsqueeze(1))
+            rb.add(t, values=values[:, 0])
+        chunk = rb.chunks(chunk_length)
+        replayed, _ = critic(chunk["state"], chunk["obs"], chunk["critic_hidden"], chunk["episode_starts"])
+    torch.testing.assert_close(replayed, chunk["values"])
+    assert chunk["values"].abs().sum() > 0
+
+
+def test_agent_specific_values_read_the_state_and_the_agents_own_observation():
+    critic = make_critic(seed=5, n_agents=3)
+    state, obs = torch.randn(4, 6, 5), torch.randn(4, 6, 3, 7)
+    hidden = torch.zeros(4, 3, 16)
+    with torch.no_grad():
+        values, _ = critic(state, obs, hidden)
+        changed = obs.clone()
+        changed[..., 2, :] += 1.0  # agent 2's observation only
+        changed_values, _ = critic(state, changed, hidden)
+        same_inputs, _ = critic(state, obs[..., :1, :].expand(-1, -1, 3, -1), hidden)  # every agent sees o_0
+        other_state, _ = critic(state + 1.0, obs, hidden)
+    torch.testing.assert_close(changed_values[..., :2], values[..., :2])
+    assert not torch.allclose(changed_values[..., 2], values[..., 2])
+    assert not torch.allclose(same_inputs[..., 0], same_inputs[..., 1])  # the id tells the agents apart
+    assert not torch.allclose(other_state, values)
+    # without the agent-specific state every agent gets the value of the global state
+    shared, _ = make_critic(seed=5, n_agents=3, agent_specific_state=False)(state, obs, hidden)
+    torch.testing.assert_close(shared[..., 1:], shared[..., :1].expand(-1, -1, 2))
+
+
+class OneStepEnvs:
+    """Eval envs whose episodes last one step; they keep the actions they were given."""
+
+    num_envs, n_agents, n_actions, obs_dim, has_win, seed = 64, 2, 4, 3, False, 0
+
+    def reset(self, seed=None):
+        self.avail = np.ones((self.num_envs, self.n_agents, self.n_actions), bool)
+        self.avail[..., 3] = False  # the most probable action is not available
+        return np.zeros((self.num_envs, self.n_agents, self.obs_dim), np.float32), None, self.avail
+
+    def step(self, actions):
+        self.actions = actions
+        done = np.ones(self.num_envs, bool)
+        info = {"episode_return": np.zeros(self.num_envs)}
+        return *self.reset()[:1], None, self.avail, None, done, ~done, info
+
+
+@pytest.mark.parametrize("greedy", [True, False])
+def test_greedy_evaluation_plays_the_most_probable_available_action(greedy):
+    logits = torch.tensor([0.0, 0.3, 0.1, 5.0])
+
+    def agent(obs, hidden, decentralized):  # (envs, time, agents, actions)
+        return logits.expand(*obs.shape[:-1], 4), hidden, None
+
+    envs = OneStepEnvs()
+    cadp_mappo.evaluate(agent, envs, 8, "cpu", decentralized=True, greedy=greedy)
+    assert (envs.actions == 1).all() == greedy and (envs.actions != 3).all()
+
+
+class ShortLivedEnv:
+    """A 3-agent PettingZoo-style parallel env: agent b dies after step 1 and the episode hits its time limit
+    (max_cycles) after step 3, so a rollout has deaths, time-limit ends and episode starts inside its chunks."""
+
+    possible_agents, max_cycles = ["a", "b", "c"], 3
+
+    def observation_space(self, agent):
+        return gymnasium.spaces.Box(-1, 1, (2,), np.float32)
+
+    def action_space(self, agent):
+        return gymnasium.spaces.Discrete(3)
+
+    @property
+    def unwrapped(self):
+        return self
+
+    def reset(self, seed=None, options=None):
+        self.t, self.agents = 0, list(self.possible_agents)
+        self.rng = np.random.default_rng(seed)
+        return {a: self.rng.uniform(-1, 1, 2).astype(np.float32) for a in self.agents}, {a: {} for a in self.agents}
+
+    def step(self, actions):
+        self.t += 1
+        obs = {a: self.rng.uniform(-1, 1, 2).astype(np.float32) for a in self.agents}
+        rewards = {a: float(actions[a] == 1) + self.t for a in self.agents}
+        terms = {a: a == "b" and self.t == 1 for a in self.agents}
+        self.agents = [a for a in self.agents if not terms[a]]
+        return obs, rewards, terms, {a: False for a in obs}, {a: {} for a in obs}
+
+    def close(self):
+        pass
+
+
+def run_here(cwd, monkeypatch, *flags):
+    """cadp_mappo.py run in this process from `cwd`, as `python cadp_mappo.py flags` would run it (the stop-signal
+    handlers it installs are put back)."""
+    monkeypatch.chdir(cwd)
+    flags = ["--eval-interval", "1000", "--checkpoint-interval", "0", *flags]  # the given ones override these
+    monkeypatch.setattr(sys, "argv", ["cadp_mappo.py", *flags])
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        runpy.run_path(str(ROOT / "cadp_mappo.py"), run_name="__main__")
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+
+
+RELEASE_FLAGS = ["--anneal-lr", "--no-bootstrap-time-limit", "--no-value-active-masks"]
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [[], RELEASE_FLAGS, ["--critic", "feed-forward", "--no-agent-specific-state"]],
+    ids=["defaults", "flipped", "feed-forward"],
+)
+def test_the_script_replays_its_rollouts_and_follows_its_flags(flags, tmp_path, monkeypatch, capsys):
+    """The script run in this process on an env with deaths and time limits: each update's chunks give the
+    log-probs and values its rollout stored (the hidden states and episode starts are wired right); a time
+    limit bootstraps from V(final state) or (`--no-bootstrap-time-limit`) ends the returns; the logged value
+    loss averages over the living agents or (`--no-value-active-masks`) over all; the learning rate stays
+    constant or (`--anneal-lr`) falls; and --total-timesteps is rounded up to whole rollouts, with a note."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    package = types.ModuleType("shortzoo")
+    package.__path__, package.short_v0 = [], types.ModuleType("shortzoo.short_v0")
+    package.short_v0.parallel_env = ShortLivedEnv
+    for module in (package, package.short_v0):
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+    expected_value_loss = []
+
+    class CheckedBuffer(RolloutBuffer):
+        def chunks(self, chunk_length, **extra):
+            chunk = super().chunks(chunk_length, **extra)
+            script = sys._getframe(1).f_globals  # the script's namespace, as runpy runs it
+            starts = chunk["episode_starts"]
+            assert starts[:, 1:].any() and not self.active.all() and self.truncated.any()
+            with torch.no_grad():
+                logits, _, _ = script["agent"](chunk["obs"], chunk["hidden"], episode_starts=starts)
+                values, _ = script["critic"](chunk["state"], chunk["obs"], chunk["critic_hidden"], starts)
+            log_probs = script["masked_policy"](logits, chunk["avail"]).log_prob(chunk["actions"])
+            torch.testing.assert_close(log_probs, chunk["log_probs"])
+            torch.testing.assert_close(values, chunk["values"])
+            # the last step of a time-limited episode: r + gamma V(final state) - V(s), or r - V(s) as terminal
+            t, e = self.truncated.nonzero(as_tuple=True)
+            bootstrap = "--no-bootstrap-time-limit" not in flags
+            last = self.rewards[t, e, None] + 0.99 * self.final_values[t, e] * bootstrap - script["values"][t, e]
+            torch.testing.assert_close(extra["advantages"][t, e], last)
+            # one epoch, one minibatch: the logged value loss is the rollout's, before any step
+            errors, active = (chunk["values"] - chunk["targets"]) ** 2, chunk["active"]
+            masked, every = 0.5 * (errors * active).sum() / active.sum(), 0.5 * errors.mean()
+            assert abs(masked - every) > 1e-3 * every  # the dead agents' errors count: the masks can be told apart
+            expected_value_loss.append((every if "--no-value-active-masks" in flags else masked).item())
+            return chunk
+
+    monkeypatch.setattr(common.buffers, "RolloutBuffer", CheckedBuffer)
+    tiny = "--num-envs 2 --num-steps 8 --chunk-length 4 --update-epochs 1 --hidden-dim 16 --eval-episodes 2"
+    run_here(tmp_path, monkeypatch, "--env-id", "shortzoo:short_v0", "--total-timesteps", "40", *tiny.split(), *flags)
+    out = capsys.readouterr().out
+    assert "--total-timesteps 40 rounded up to whole rollouts of 16 steps" in out and "after 48 steps" in out
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    events = EventAccumulator(str(run_dir)).Reload()
+    tags = ("losses/value_loss", "losses/approx_kl", "charts/learning_rate")
+    logged = {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in tags}
+    assert [step for step, _ in logged["losses/value_loss"]] == [16, 32, 48]
+    assert [value for _, value in logged["losses/value_loss"]] == pytest.approx(expected_value_loss, rel=1e-5)
+    assert [value for _, value in logged["losses/approx_kl"]] == pytest.approx([0.0] * 3, abs=1e-7)  # the actor's too
+    rates = [value for _, value in logged["charts/learning_rate"]]
+    assert rates == pytest.approx([5e-4 * (1 - i / 3) for i in range(3)] if "--anneal-lr" in flags else [5e-4] * 3)
+
+
+def test_help_says_total_timesteps_is_rounded_up_to_whole_rollouts(tmp_path, monkeypatch, capsys):
+    with pytest.raises(SystemExit):
+        run_here(tmp_path, monkeypatch, "--help")
+    assert "rounded up to whole" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_checkpoint_of_before_the_critic_flag_evaluates_with_its_feed_forward_critic(tmp_path, monkeypatch, capsys):
+    """Runs written before `--critic` existed had the feed-forward critic; their checkpoints hold no `critic`
+    flag, and resume or evaluate with that critic without being told (Args.former_defaults)."""
+    old_flags = ["--critic", "feed-forward", "--no-agent-specific-state", "--anneal-lr"]
+    tiny = ["--env-id", "matrix:two_step", "--num-envs", "4", "--num-steps", "10", "--eval-episodes", "2"]
+    run_here(tmp_path, monkeypatch, *tiny, "--total-timesteps", "40", "--checkpoint-interval", "40", *old_flags)
+    (path,) = (tmp_path / "runs").glob("*/checkpoints/step_40.cadp_model")
+    checkpoint = torch.load(path, weights_only=False)
+    del checkpoint["args"]["critic"], checkpoint["args"]["value_active_masks"]  # flags an earlier version lacked
+    torch.save(checkpoint, path)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        run_here(tmp_path, monkeypatch, "--eval-only", str(path))
+    assert exit_info.value.code == 0, capsys.readouterr().err
+    assert "CADP(D)" in capsys.readouterr().out
