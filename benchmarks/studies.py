@@ -104,6 +104,20 @@ SMAX_BUDGETS: dict[tuple[str, str], Budget] = {
     ("cadp_mappo", SMAX_5M): SMAX_PPO_5M,
 }
 SMAX_CHECKPOINT_INTERVAL = 50_000
+# CADP-MAPPO as the release runs it (`--study smax_mappo`): constant learning rate, the recurrent critic on the
+# agent-specific state, greedy evaluation, clip 0.05, 10 epochs on rollouts of 8 envs x 400 steps in one minibatch,
+# pruning over the last 40%, 5M steps (the release: 10M). Pinned in the flags, so the jobs stay the release's if a
+# default changes. The map follows a 1-seed MAPPO pilot (`--only __mappo__1`): 5m_vs_6m if MAPPO wins >= 10% by 5M.
+SMAX_PPO_RELEASE = Budget(
+    total_timesteps=5_000_000,
+    eval_interval=50_000,
+    eval_episodes=32,
+    flags=(
+        *("--prune-start-fraction", "0.6", "--clip-coef", "0.05", "--update-epochs", "10"),
+        *("--num-envs", "8", "--num-steps", "400", "--num-minibatches", "1"),
+        *("--no-anneal-lr", "--critic", "recurrent", "--agent-specific-state", "--eval-greedy"),
+    ),
+)
 # The release's conditions on 5m_vs_6m (`--study smac_scale`): SMAC's reward scale (a battle's largest return 20, x10
 # SMAX's; the release's alphas and grad-norm clip were set at it) and, for QMIX, the release's mixer; the release's
 # schedules as in `smax` (epsilon over 50k steps, breakpoint at 700k of 1.05M). Its SMAX-scale counterpart cells are
@@ -190,6 +204,12 @@ STUDIES: dict[str, Study] = {
         ),
     ),
     # QMIX and CADP-QMIX at SMAC's reward scale with the release's mixer, 5 paired seeds, then VDN's pair on 3 seeds
+    "smax_mappo": Study(
+        env_ids=(SMAX_5M,),
+        budgets={("cadp_mappo", SMAX_5M): SMAX_PPO_RELEASE},
+        checkpoint_interval=SMAX_CHECKPOINT_INTERVAL,
+        plan=((SMAX_5M, "cadp_mappo", (1, 2, 3)),),
+    ),
     "smac_scale": Study(
         env_ids=(SMAX_5M,),
         budgets=SMAC_SCALE_BUDGETS,
