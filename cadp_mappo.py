@@ -27,7 +27,7 @@ from torch.distributions import Categorical
 from common.buffers import RolloutBuffer
 from common.cli import check_flags, fail
 from common.normalizer import ValueNormalizer  # MAPPO's value normalization: running mean and variance
-from common.run import Run, RunArgs
+from common.run import Run, RunArgs, play_eval_episodes
 from common.vec_env import VecEnv
 
 
@@ -391,28 +391,16 @@ def prune_coef_at(step: int, args: Args) -> float:
 
 @torch.no_grad()
 def evaluate(agent, envs: VecEnv, hidden_dim: int, device, decentralized: bool, greedy: bool):
-    """Returns (and wins) of one episode in each of the eval envs, and the mean confidence matrix c
-    (heads, agents, agents) over their steps (None for CADP(D) or without advice)."""
-    # reseeded every time: every evaluation, model (C or D) and run of this seed plays the same episodes
-    obs, _, avail = envs.reset(seed=envs.seed)
-    hidden = torch.zeros(envs.num_envs, envs.n_agents, hidden_dim, device=device)
-    finished = np.zeros(envs.num_envs, bool)
-    returns, wins = np.zeros(envs.num_envs), np.zeros(envs.num_envs)
-    confidence, steps = 0.0, 0
-    while not finished.all():
+    """CADP(C), or CADP(D) with decentralized (z_i = v_i), on one episode per eval env, sampled or greedy: the mean
+    return, win rate (or None) and confidence matrix c (heads, agents, agents; None for CADP(D))."""
+
+    def act(obs, avail, hidden):
         logits, hidden, log_confidence = agent(torch.as_tensor(obs, device=device).unsqueeze(1), hidden, decentralized)
-        if log_confidence is not None:  # CADP Eq. 1's c, over the envs still in their episode
-            confidence = confidence + log_confidence[torch.as_tensor(~finished, device=device), 0].exp().sum(dim=0)
-            steps += int((~finished).sum())
         policy = masked_policy(logits[:, 0], torch.as_tensor(avail, device=device))
-        actions = policy.probs.argmax(dim=-1) if greedy else policy.sample()
-        obs, _, avail, _, terminated, truncated, info = envs.step(actions.cpu().numpy())
-        just_finished = (terminated | truncated) & ~finished
-        returns[just_finished] = info["episode_return"][just_finished]
-        if envs.has_win:
-            wins[just_finished] = info["win"][just_finished]
-        finished |= just_finished
-    return returns.mean(), (wins.mean() if envs.has_win else None), (confidence / steps if steps else None)
+        return (policy.probs.argmax(dim=-1) if greedy else policy.sample()), hidden, log_confidence
+
+    hidden = torch.zeros(envs.num_envs, envs.n_agents, hidden_dim, device=device)
+    return play_eval_episodes(envs, act, hidden)  # ---- plumbing: the episodes, the same ones at every evaluation
 
 
 if __name__ == "__main__":
@@ -460,10 +448,20 @@ if __name__ == "__main__":
     active = torch.ones(args.num_envs, n_agents, device=device)  # every agent is in a fresh episode
 
     # ---- plumbing: a resumed run continues exactly where its checkpoint left off, at the end of a rollout
-    live = dict(envs=envs, obs=obs, state=state, avail=avail, hidden=hidden, active=active)
-    live.update(episode_start=episode_start, critic_hidden=critic_hidden)
+    def live_state():  # what a checkpoint saves: the training envs and the next rollout's inputs
+        return dict(
+            envs=envs,
+            obs=obs,
+            state=state,
+            avail=avail,
+            hidden=hidden,
+            active=active,
+            episode_start=episode_start,
+            critic_hidden=critic_hidden,
+        )
+
     complete = lambda saved: saved["iteration"] >= num_iterations  # noqa: E731
-    counters, live = run.resume(dict(iteration=0, next_eval=0, global_step=0), live, complete)
+    counters, live = run.resume(dict(iteration=0, next_eval=0, global_step=0), live_state(), complete)
     next_eval, global_step = counters["next_eval"], counters["global_step"]
     if run.resumed and live is None:  # no saved envs (unpicklable, or a branch to a new seed or env): new episodes
         obs, state, avail = as_tensors(*envs.reset(seed=args.seed + global_step))
@@ -569,16 +567,8 @@ if __name__ == "__main__":
         writer.add_scalar("losses/explained_variance", explained_variance, global_step)
         writer.add_scalar("losses/grad_norm", grad_norm.item(), global_step)
         run.log_speed(global_step)  # charts/SPS, charts/update_time_ms
-        if log_confidence is not None:
-            self_weight = log_confidence.diagonal(dim1=-2, dim2=-1).exp().mean()
-            writer.add_scalar("charts/self_attention_weight", self_weight.item(), global_step)
-            # how flat the rows c_i. are, as a share of log(agents): 1 = the same weight on every agent, 0 = all
-            # on one; pruning drives it to 0 (all on the agent itself)
-            row_entropy = -(log_confidence.exp() * log_confidence).sum(-1).mean()
-            row_entropy = row_entropy / math.log(max(log_confidence.shape[-1], 2))
-            writer.add_scalar("charts/attention_entropy", row_entropy.item(), global_step)
-            writer.add_scalar("losses/prune_loss", prune_loss.item(), global_step)
-            writer.add_scalar("charts/prune_coef", prune_coef, global_step)
+        if log_confidence is not None:  # charts/self_attention_weight, attention_entropy, ...
+            run.log_attention(log_confidence, prune_loss, prune_coef, global_step)
 
         if global_step >= next_eval or iteration == num_iterations:
             next_eval += args.eval_interval
@@ -587,9 +577,7 @@ if __name__ == "__main__":
         run.progress.update(global_step, prune_coef=prune_coef)
         # ---- plumbing: every --checkpoint-interval steps and on SIGINT/SIGTERM (then exits): what a resume needs
         if run.checkpoint_due(global_step):
-            live = dict(envs=envs, obs=obs, state=state, avail=avail, hidden=hidden, active=active)
-            live.update(episode_start=episode_start, critic_hidden=critic_hidden)
-            run.save_checkpoint(global_step, networks, dict(iteration=iteration, next_eval=next_eval), live)
+            run.save_checkpoint(global_step, networks, dict(iteration=iteration, next_eval=next_eval), live_state())
 
     run.report_final(global_step, results)
     if args.save_model:  # ---- plumbing: the weights (torch.load(..., weights_only=True)), and

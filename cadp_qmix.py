@@ -2,10 +2,8 @@
 
 Paper: Zhou et al., "CADP: Towards Better Centralized Learning for Decentralized Execution in MARL", AAMAS 2025.
 While training, every agent's network attends over all agents' observations (advice, Eq. 1), a branch beside its
-own recurrent one (the authors' release; `--advice-placement gru-input` feeds it into the GRU, the extended
-abstract's Eq. 2); a pruning loss (Eq. 3) then drives each agent's attention onto itself, so the trained network
-runs decentralized: CADP(D) needs only the agent's own observation. `grep -n "# CADP"` marks the paper's pieces
-where they happen (Eq. 1-3, the advice branch, the breakpoint, the C/D evaluation, the pruned actor);
+own recurrent one; a pruning loss (Eq. 3) then drives each agent's attention onto itself, so the trained network
+runs decentralized: CADP(D) needs only the agent's own observation. `grep -n "# CADP"` marks the paper's pieces;
 `--no-advice` is plain QMIX through the same code. Docs and results: docs/cadp_qmix.md.
 """
 
@@ -18,14 +16,13 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common.buffers import ActionLog, EpisodeBuffer
+from common.buffers import ActionLog, EpisodeBuffer, gru_on_real_steps
 from common.cli import check_flags, fail
-from common.run import Run, RunArgs
+from common.run import Run, RunArgs, play_eval_episodes
 from common.vec_env import VecEnv
 
 
@@ -194,10 +191,9 @@ class CADPAgent(nn.Module):
             self.q_head = nn.Sequential(nn.Linear(hidden_dim, hidden_dim), nn.ReLU(), nn.Linear(hidden_dim, n_actions))
 
     def forward(self, obs: torch.Tensor, hidden: torch.Tensor, decentralized: bool = False, batch_sizes=None):
-        """obs (batch, time, agents, obs_dim), hidden (batch, agents, hidden_dim) ->
-        q (batch, time, agents, actions), new hidden, log-confidence (batch, time, heads, agents, agents).
-        With batch_sizes (EpisodeBuffer.sample_steps): obs (steps, agents, obs_dim), q and the log-confidence per
-        step, and the hidden of the episodes at the last step."""
+        """obs (batch, time, agents, obs_dim), hidden (batch, agents, hidden_dim) -> q (batch, time, agents, actions),
+        new hidden, log-confidence (batch, time, heads, agents, agents); with batch_sizes (EpisodeBuffer.sample_steps)
+        obs, q and the log-confidence are (steps, agents, ...) and the hidden state each episode's last."""
         advice, log_confidence = None, None
         if self.advice is not None:
             # the advice depends on observations only, so all time steps are attended at once
@@ -212,17 +208,8 @@ class CADPAgent(nn.Module):
             sequences = inputs.transpose(1, 2).reshape(batch * n_agents, time_steps, -1)
             outputs, hidden = self.gru(sequences, hidden.reshape(1, batch * n_agents, -1))
             features = outputs.view(batch, n_agents, time_steps, -1).transpose(1, 2)  # (batch, time, agents, hidden)
-        else:  # step t runs nn.GRU's equations on the batch_sizes[t] episodes that reach it, the longest first
-            w_ih, w_hh, b_ih, b_hh = self.gru.all_weights[0]  # (packed nn.GRU does too, with a slow CPU backward)
-            hidden, outputs = hidden.flatten(0, 1), []  # (batch * agents, hidden)
-            for x in F.linear(inputs, w_ih, b_ih).flatten(0, 1).split((batch_sizes * obs.shape[1]).tolist()):
-                hidden = hidden[: len(x)]
-                (x_r, x_z, x_n), (h_r, h_z, h_n) = x.chunk(3, -1), F.linear(hidden, w_hh, b_hh).chunk(3, -1)
-                reset, update = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
-                new = torch.tanh(x_n + reset * h_n)
-                hidden = new + update * (hidden - new)  # (1 - z) n + z h
-                outputs.append(hidden)
-            features = torch.cat(outputs).view(*inputs.shape[:2], -1)  # (steps, agents, hidden)
+        else:  # ---- plumbing: the same GRU on sample_steps' real steps alone (no padded step computed)
+            features, hidden = gru_on_real_steps(self.gru, inputs, hidden, batch_sizes)  # (steps, agents, hidden)
         if self.merge is not None:
             # CADP (the release's placement): Q_i from [h_i, ReLU(advice_fc(z_i))]
             features = self.merge(torch.cat([features, F.relu(self.advice_fc(advice))], dim=-1))
@@ -290,16 +277,11 @@ def prune_coef_at(step: int, args: Args) -> float:
     return args.prune_coef * (1.0 if ramp <= 0 else min(1.0, (step - start) / ramp))
 
 
-def exploration_duration(args: Args) -> float:
-    """Environment steps over which epsilon decays: --exploration-steps, else the fraction of the budget."""
-    if args.exploration_steps is not None:
-        return args.exploration_steps
-    return args.exploration_fraction * args.total_timesteps
-
-
-def linear_schedule(start_e: float, end_e: float, duration: float, step: int) -> float:
-    slope = (end_e - start_e) / max(duration, 1)
-    return max(slope * step + start_e, end_e)
+def epsilon_at(step: int, args: Args) -> float:
+    """Epsilon, linear from start_e to end_e over --exploration-steps, else that fraction of the budget."""
+    steps, fraction = args.exploration_steps, args.exploration_fraction * args.total_timesteps
+    slope = (args.end_e - args.start_e) / max(fraction if steps is None else steps, 1)
+    return max(slope * step + args.start_e, args.end_e)
 
 
 def select_actions(agent, obs, hidden, avail, epsilon: float, decentralized: bool = False):
@@ -317,26 +299,12 @@ def select_actions(agent, obs, hidden, avail, epsilon: float, decentralized: boo
 
 @torch.no_grad()
 def evaluate(agent, envs: VecEnv, hidden_dim: int, device, decentralized: bool, epsilon: float = 0.0):
-    """Returns (and wins) of one episode in each of the eval envs, greedy unless epsilon > 0, and the mean
-    confidence matrix c (heads, agents, agents) over their steps (None for CADP(D) or without advice)."""
-    # reseeded every time: every evaluation, model (C or D) and run of this seed plays the same episodes
-    obs, _, avail = envs.reset(seed=envs.seed)
+    """CADP(C), or CADP(D) with decentralized (z_i = v_i), on one episode per eval env, greedy unless epsilon > 0:
+    the mean return, win rate (or None) and confidence matrix c (heads, agents, agents; None for CADP(D))."""
     hidden = torch.zeros(envs.num_envs, envs.n_agents, hidden_dim, device=device)
-    finished = np.zeros(envs.num_envs, bool)
-    returns, wins = np.zeros(envs.num_envs), np.zeros(envs.num_envs)
-    confidence, steps = 0.0, 0
-    while not finished.all():
-        actions, hidden, log_confidence = select_actions(agent, obs, hidden, avail, epsilon, decentralized)
-        if log_confidence is not None:  # CADP Eq. 1's c, over the envs still in their episode
-            confidence = confidence + log_confidence[torch.as_tensor(~finished, device=device), 0].exp().sum(dim=0)
-            steps += int((~finished).sum())
-        obs, _, avail, _, terminated, truncated, info = envs.step(actions.cpu().numpy())
-        just_finished = (terminated | truncated) & ~finished
-        returns[just_finished] = info["episode_return"][just_finished]
-        if envs.has_win:
-            wins[just_finished] = info["win"][just_finished]
-        finished |= just_finished
-    return returns.mean(), (wins.mean() if envs.has_win else None), (confidence / steps if steps else None)
+    return play_eval_episodes(  # ---- plumbing: the episodes, reseeded: the same ones at every evaluation
+        envs, lambda obs, avail, hidden: select_actions(agent, obs, hidden, avail, epsilon, decentralized), hidden
+    )
 
 
 def compute_losses(batch: dict, agent, mixer, target_agent, target_mixer, args: Args, prune_coef: float):
@@ -400,28 +368,28 @@ if __name__ == "__main__":
         run.report_eval_only(evaluate_c_and_d(), eval_envs)
     rb = EpisodeBuffer(args.buffer_size, envs, args.num_envs)
     # ---- plumbing: a buffer too large for the checkpoints is left out of them; every action taken is logged instead
-    action_log = ActionLog(envs, enabled=rb.nbytes > args.checkpoint_buffer_max_mb << 20)
+    max_bytes = args.checkpoint_buffer_max_mb << 20
+    action_log = ActionLog(envs, enabled=rb.nbytes > max_bytes)
     obs, state, avail = envs.reset()
     hidden = torch.zeros(args.num_envs, envs.n_agents, args.hidden_dim, device=device)
 
     # ---- plumbing: a resumed run continues exactly where its checkpoint left off (docs/runs.md: Long runs)
-    # the training envs and their episodes so far, and what the next step starts from (not the eval envs: every
-    # evaluation replays the episodes of their seed)
-    live = dict(envs=envs, episodes=rb.current, obs=obs, state=state, avail=avail, hidden=hidden)
+    def live_state():  # what a checkpoint saves: the training envs, their episodes so far, the next step's inputs
+        return dict(envs=envs, episodes=rb.current, obs=obs, state=state, avail=avail, hidden=hidden)
+
     # and the replay buffer: loaded, or rebuilt by replaying the logged actions through these fresh envs
-    counters, live = run.resume(dict(updates=0, next_eval=0, global_step=0), live, replay=(rb, action_log))
+    counters, live = run.resume(dict(updates=0, next_eval=0, global_step=0), live_state(), replay=(rb, action_log))
     updates, next_eval, global_step = counters["updates"], counters["next_eval"], counters["global_step"]
     if run.resumed:
         if live is None:  # no saved envs (unpicklable, or a branch to a new seed or env): new episodes
             action_log.complete = False  # a replay could not repeat this reseed
             obs, state, avail = envs.reset(seed=args.seed + global_step)
         else:
-            envs, rb.current = live["envs"], live["episodes"]
-            obs, state, avail, hidden = live["obs"], live["state"], live["avail"], live["hidden"]
+            envs, rb.current, obs, state, avail, hidden = (live[name] for name in live_state())
     writer = run.start(global_step)
 
     while global_step < args.total_timesteps:
-        epsilon = linear_schedule(args.start_e, args.end_e, exploration_duration(args), global_step)
+        epsilon = epsilon_at(global_step, args)
         with torch.no_grad():
             actions, hidden, _ = select_actions(agent, obs, hidden, avail, epsilon)
         actions = actions.cpu().numpy()
@@ -454,22 +422,13 @@ if __name__ == "__main__":
                     target_mixer.load_state_dict(mixer.state_dict())
 
                 if updates % 20 == 0:
-                    writer.add_scalar("losses/td_loss", td_loss.item(), global_step)
-                    writer.add_scalar("losses/q_values", q_total.mean().item(), global_step)
-                    writer.add_scalar("losses/target_q_values", td_target.mean().item(), global_step)
-                    writer.add_scalar("losses/grad_norm", grad_norm.item(), global_step)
+                    losses = dict(td_loss=td_loss, q_values=q_total.mean(), target_q_values=td_target.mean())
+                    for name, value in dict(losses, grad_norm=grad_norm).items():
+                        writer.add_scalar(f"losses/{name}", value.item(), global_step)
                     writer.add_scalar("charts/epsilon", epsilon, global_step)
                     run.log_speed(global_step)  # charts/SPS, charts/update_time_ms
-                    if log_confidence is not None:
-                        self_weight = log_confidence.diagonal(dim1=-2, dim2=-1).exp().mean()
-                        writer.add_scalar("charts/self_attention_weight", self_weight.item(), global_step)
-                        # how flat the rows c_i. are, as a share of log(agents): 1 = the same weight on every
-                        # agent, 0 = all on one; pruning drives it to 0 (all on the agent itself)
-                        row_entropy = -(log_confidence.exp() * log_confidence).sum(-1).mean()
-                        row_entropy = row_entropy / math.log(max(envs.n_agents, 2))
-                        writer.add_scalar("charts/attention_entropy", row_entropy.item(), global_step)
-                        writer.add_scalar("losses/prune_loss", prune_loss.item(), global_step)
-                        writer.add_scalar("charts/prune_coef", prune_coef, global_step)
+                    if log_confidence is not None:  # charts/self_attention_weight, attention_entropy, ...
+                        run.log_attention(log_confidence, prune_loss, prune_coef, global_step)
             run.time_updates(time.perf_counter() - update_start, int(done.sum()))
 
         if global_step >= next_eval or global_step >= args.total_timesteps:
@@ -479,10 +438,9 @@ if __name__ == "__main__":
         run.progress.update(global_step, epsilon=epsilon)
         # ---- plumbing: every --checkpoint-interval steps and on SIGINT/SIGTERM (then exits): what a resume needs
         if run.checkpoint_due(global_step):
-            live = dict(envs=envs, episodes=rb.current, obs=obs, state=state, avail=avail)
-            live["hidden"], counters = hidden, dict(updates=updates, next_eval=next_eval)
-            buffer = rb.state_dict(args.checkpoint_buffer_max_mb << 20, action_log)
-            run.save_checkpoint(global_step, networks, counters, live, buffer=buffer, actions=action_log.state_dict())
+            counters = dict(updates=updates, next_eval=next_eval)
+            buffer, actions = rb.state_dict(max_bytes, action_log), action_log.state_dict()
+            run.save_checkpoint(global_step, networks, counters, live_state(), buffer=buffer, actions=actions)
 
     run.report_final(global_step, results)
     if args.save_model:  # ---- plumbing: the weights (torch.load(..., weights_only=True)), and

@@ -413,6 +413,18 @@ class Run:
                 "charts/update_time_ms", 1000 * self.update_seconds / self.timed_updates, global_step
             )
 
+    def log_attention(self, log_confidence, prune_loss, prune_coef: float, global_step: int) -> None:
+        """CADP's attention over an update's real steps, log_confidence (..., heads, agents, agents):
+        charts/self_attention_weight (the mean c_ii, which pruning drives to 1), charts/attention_entropy (how flat
+        the rows c_i. are, as a share of log(agents): 1 = the same weight on every agent, 0 = all on one; pruning
+        drives it to 0), losses/prune_loss and charts/prune_coef (alpha)."""
+        self_weight = log_confidence.diagonal(dim1=-2, dim2=-1).exp().mean()
+        row_entropy = -(log_confidence.exp() * log_confidence).sum(-1).mean() / np.log(max(log_confidence.shape[-1], 2))
+        self.writer.add_scalar("charts/self_attention_weight", self_weight.item(), global_step)
+        self.writer.add_scalar("charts/attention_entropy", row_entropy.item(), global_step)
+        self.writer.add_scalar("losses/prune_loss", float(prune_loss), global_step)
+        self.writer.add_scalar("charts/prune_coef", prune_coef, global_step)
+
     def log_eval(self, global_step: int, results: dict, eval_envs: dict) -> None:
         """evaluate()'s results per model ("centralized", "decentralized"): eval/{mode}_episodic_return (and
         _win_rate), the confidence heatmap of CADP(C) (whom each agent listens to), and a line above the bar;
@@ -504,6 +516,31 @@ def unwritable(path: str) -> str | None:
     if not os.access(existing, os.W_OK | os.X_OK):
         return "it is read-only" if existing == path else f"{existing} is read-only"
     return None
+
+
+@torch.no_grad()
+def play_eval_episodes(envs, act, hidden: torch.Tensor):
+    """One episode in each eval env, reseeded first, so that every evaluation, model (C or D) and run of a seed
+    plays the same episodes. act(obs, avail, hidden) -> actions (envs, agents), new hidden, log-confidence
+    (envs, 1, heads, agents, agents) or None. Returns the mean return, the win rate (None without wins) and the
+    mean confidence matrix c (heads, agents, agents) over the envs' steps (None without a log-confidence)."""
+    obs, _, avail = envs.reset(seed=envs.seed)
+    finished = np.zeros(envs.num_envs, bool)
+    returns, wins = np.zeros(envs.num_envs), np.zeros(envs.num_envs)
+    confidence, steps = 0.0, 0
+    while not finished.all():
+        actions, hidden, log_confidence = act(obs, avail, hidden)
+        if log_confidence is not None:  # CADP Eq. 1's c, over the envs still in their episode
+            playing = torch.as_tensor(~finished, device=log_confidence.device)
+            confidence = confidence + log_confidence[playing, 0].exp().sum(dim=0)
+            steps += int((~finished).sum())
+        obs, _, avail, _, terminated, truncated, info = envs.step(actions.cpu().numpy())
+        just_finished = (terminated | truncated) & ~finished
+        returns[just_finished] = info["episode_return"][just_finished]
+        if envs.has_win:
+            wins[just_finished] = info["win"][just_finished]
+        finished |= just_finished
+    return returns.mean(), (wins.mean() if envs.has_win else None), (confidence / steps if steps else None)
 
 
 class DecentralizedActor(torch.nn.Module):

@@ -217,11 +217,12 @@ def test_prune_coef_schedule():
 @pytest.mark.parametrize("module", [cadp_qmix, cadp_vdn, cadp_qplex])
 def test_exploration_steps_override_the_fraction(module):
     args = module.Args(total_timesteps=1_000_000, exploration_fraction=0.2)
-    assert module.exploration_duration(args) == 200_000
+    assert module.epsilon_at(100_000, args) == pytest.approx(0.525)  # half way through 20% of the budget
+    assert module.epsilon_at(200_000, args) == pytest.approx(0.05) == module.epsilon_at(900_000, args)
     release = dataclasses.replace(args, exploration_steps=50_000)  # the release's schedule on 5m_vs_6m
-    assert module.exploration_duration(release) == 50_000
-    assert module.linear_schedule(1.0, 0.05, module.exploration_duration(release), 25_000) == pytest.approx(0.525)
-    assert module.linear_schedule(1.0, 0.05, module.exploration_duration(release), 50_000) == pytest.approx(0.05)
+    assert module.epsilon_at(0, release) == 1.0
+    assert module.epsilon_at(25_000, release) == pytest.approx(0.525)
+    assert module.epsilon_at(50_000, release) == pytest.approx(0.05)
 
 
 @settings(max_examples=30, deadline=None)
@@ -334,7 +335,7 @@ def test_the_pieces_meant_to_be_identical_in_the_scripts_are():
         "CADPAgent",
         "evaluate",
         "select_actions",
-        "exploration_duration",
+        "epsilon_at",
     ):
         assert source(cadp_qmix, name) == source(cadp_vdn, name) == source(cadp_qplex, name), name
     assert source(cadp_qmix, "compute_losses") == source(cadp_vdn, "compute_losses")  # the mixer is an argument
