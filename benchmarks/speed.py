@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common.envs import make_vec_env  # noqa: E402
+from common.vec_env import make_vec_env  # noqa: E402
 
 DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice on this machine, read before anything sets it
 ALGOS = ("qmix", "vdn", "qplex", "mappo")
