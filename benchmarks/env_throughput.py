@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from common.envs import WORKER_FAMILIES, VecMultiAgentEnv, make_vec_env  # noqa: E402
+from common.vec_env import WORKER_FAMILIES, VecMultiAgentEnv, make_vec_env  # noqa: E402
 
 
 def env_steps_per_second(env_id: str, num_envs: int, seconds: float, one_process: bool = False) -> float:

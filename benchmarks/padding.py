@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from common.cli import fail  # noqa: E402
-from common.envs import make_vec_env  # noqa: E402
+from common.vec_env import make_vec_env  # noqa: E402
 
 
 def episode_lengths(checkpoint: dict) -> tuple[np.ndarray, np.ndarray, int]:

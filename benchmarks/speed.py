@@ -58,8 +58,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from padded_update import padded_losses, random_buffer  # noqa: E402
 
-from common.envs import make_vec_env  # noqa: E402
-from common.vec_env import EnvError  # noqa: E402
+from common.cli import EnvError  # noqa: E402
+from common.vec_env import make_vec_env  # noqa: E402
 
 DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice on this machine, read before anything sets it
 ALGOS = ("qmix", "vdn", "qplex", "mappo")

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import cadp_qmix  # noqa: E402
-from common.envs import make_vec_env  # noqa: E402
+from common.vec_env import make_vec_env  # noqa: E402
 from common.video import gif_bytes, write_mp4  # noqa: E402
 
 FAMILIES = ["lbforaging:Foraging-8x8-2p-3f-v3", "rware:rware-tiny-2ag-v2", "mpe2:simple_spread_v3", "smax:3m"]

@@ -4,6 +4,7 @@ latest found, one-line load errors, env snapshots, RNG states, stop signals and 
 Nothing here decides what a checkpoint holds: each script names that at its Run.save_checkpoint call.
 """
 
+import io
 import math
 import os
 import pickle
@@ -175,10 +176,20 @@ def packed_snapshot(obj, what: str) -> bytes | None:
     return None if pickled is None else zlib.compress(pickled)
 
 
+# classes that checkpoints of older versions pickled under another module: (old module, name) -> new module
+_MOVED = {("common.envs", "VecMultiAgentEnv"): "common.vec_env"}
+
+
+class _SnapshotUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        return super().find_class(_MOVED.get((module, name), module), name)
+
+
 def unpack_snapshot(packed: bytes):
     """What packed_snapshot() packed. Checkpoints written before the envs were compressed hold the plain
     pickle, which starts with pickle's PROTO opcode (0x80) where zlib's header starts with 0x78."""
-    return pickle.loads(packed if packed[:1] == pickle.PROTO else zlib.decompress(packed))
+    pickled = packed if packed[:1] == pickle.PROTO else zlib.decompress(packed)
+    return _SnapshotUnpickler(io.BytesIO(pickled)).load()
 
 
 def rng_state() -> dict:

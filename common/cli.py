@@ -1,7 +1,13 @@
-"""Bad input on the command line: one-line errors, flag range checks."""
+"""Bad input on the command line: one-line errors (fail, and EnvError for an env that cannot be made), flag range
+checks."""
 
 import sys
 from typing import NoReturn
+
+
+class EnvError(ValueError):
+    """An env id (or --env-kwargs) that cannot be made; the message is meant to be shown to the user as is. The env
+    modules raise it (common/envs.py, gfootball.py, smax.py); common/run.py turns it into fail()."""
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

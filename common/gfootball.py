@@ -40,7 +40,7 @@ import warnings
 
 import numpy as np
 
-from common.vec_env import EnvError
+from common.cli import EnvError
 from common.video import draw_gfootball
 
 INSTALL_HINT = "bash install_grf.sh (README: Google Research Football)"
@@ -98,7 +98,7 @@ def _create(scenario: str, n_agents: int, rewards: str):
 
 class GFootballEnv:
     """One GRF game; the module docstring gives the observations, ends, reward and defaults. (A
-    MultiAgentEnv of common/envs.py; not a subclass, to keep this module importable on its own.)"""
+    MultiAgentEnv of common/envs.py; not a subclass: envs.py's make_env imports this module, not the reverse.)"""
 
     has_win = True
     action_mask = "all 19 actions of GRF's default action set are always available"

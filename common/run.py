@@ -34,11 +34,10 @@ from common.checkpoint import (
     set_rng_state,
     unpack_snapshot,
 )
-from common.cli import check_flags, fail
-from common.envs import make_vec_env
+from common.cli import EnvError, check_flags, fail
 from common.logger import Progress, import_wandb, log_confidence_matrix, make_run_name, make_writer, print_eval_table
 from common.memory import check_memory, env_nbytes
-from common.vec_env import EnvError
+from common.vec_env import make_vec_env
 from common.video import log_video, write_mp4
 
 

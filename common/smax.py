@@ -10,7 +10,7 @@ SMAC's built-in AI.
 ``SMAXVecEnv(env_id, num_envs, seed, agent_id_feature, last_action_feature, env_kwargs, size_check,
 capture_video)`` has the
 attributes, reset/step values, info keys, seeding, auto-reset and observation features that the
-module docstring of common/envs.py gives for ``VecMultiAgentEnv`` (``env_kwargs`` go to
+module docstring of common/vec_env.py gives for ``VecMultiAgentEnv`` (``env_kwargs`` go to
 ``HeuristicEnemySMAX``, e.g. ``max_steps``, but ``reward_scale_rate``, which is ours; with capture_video,
 ``frames`` holds env 0's first episode after each reset, drawn by common/video.py's draw_smax from the game
 state). What the SMAX arrays are:
@@ -42,7 +42,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from common.vec_env import EnvError, checked_actions, feature_layout
+from common.cli import EnvError
+from common.envs import check_env_kwargs, checked_actions, feature_layout
 from common.video import draw_smax, smax_view
 
 INSTALL_HINT = "pip install --no-deps -r requirements-smax.txt"
@@ -203,6 +204,7 @@ class SMAXVecEnv:
             close = difflib.get_close_matches(map_name, smax_maps(), n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise EnvError(f"{env_id}: SMAX has no map {map_name!r}{hint}; available: {', '.join(smax_maps())}")
+        check_env_kwargs(env_id, env_kwargs or {}, ("SMAX", smax_keywords(env_id)))
         self._config = (map_name, agent_id_feature, last_action_feature, capture_video, dict(env_kwargs or {}))
         env, self._reset_fn, self._step_fn = _functions(self._config)
         self._env = env  # the jaxmarl env: its map and unit stats, for drawing

@@ -1,6 +1,7 @@
 """Envs stepped in worker processes, for env families whose step is slow Python or C++ work (GRF: ~150-300
-steps/s per env), so that --num-envs copies use every core. VecMultiAgentEnv keeps env 0 in its own process
-(it draws --capture-video's frames) and hands the others to EnvWorkers, a few processes with one pipe each.
+steps/s per env), so that --num-envs copies use every core. common/vec_env.py's VecMultiAgentEnv keeps env 0 in
+its own process (it draws --capture-video's frames) and hands the others to EnvWorkers, a few processes with one
+pipe each.
 
 Each worker builds its envs with common.envs.make_env (or unpickles those of a checkpoint) and serves
 commands: step (one action array per env of its own), reset (one env), pickle (all its envs, for a
@@ -22,6 +23,8 @@ from multiprocessing.connection import Connection
 
 import numpy as np
 
+from common.envs import make_env
+
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where `common` is importable from
 
 
@@ -30,8 +33,6 @@ def _serve(pipe: Connection) -> None:
     # the workers' envs, so the workers leave stopping to it (they end when its socket closes)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from common.envs import make_env  # in the worker's own interpreter
-
     try:
         env_id, env_kwargs, count, saved = pipe.recv()
         envs = pickle.loads(saved) if saved is not None else [make_env(env_id, **env_kwargs) for _ in range(count)]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from common.buffers import ActionLog, EpisodeBuffer
-from common.envs import make_vec_env
+from common.vec_env import make_vec_env
 
 
 def test_add_step_stores_each_episode_when_it_ends_with_the_step_after_its_last_action():

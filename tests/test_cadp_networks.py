@@ -300,7 +300,7 @@ def test_decentralized_actor_steps_like_the_decentralized_agent(module, placemen
 def test_every_evaluation_plays_the_same_episodes(module):
     """Paired comparisons: every evaluation of every model (C, D, another run's) starts from the same
     episodes, however long the previous evaluation's episodes lasted."""
-    from common.envs import make_vec_env
+    from common.vec_env import make_vec_env
 
     envs = make_vec_env("lbforaging:Foraging-5x5-2p-1f-v3", 6, seed=100_001, agent_id_feature=True)
     starts, reset = [], envs.reset

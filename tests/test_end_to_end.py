@@ -207,8 +207,8 @@ def test_deployment_example_plays_real_lbf_episodes_as_the_scripts_own_evaluatio
     """docs/deploy.md's example drives the exported actor on plain gymnasium LBF, outside our env layer: its
     episodes must score what the script's greedy CADP(D) evaluation of the same weights scores, and
     they do only with LBF's available-action mask."""
-    from common.envs import make_vec_env
     from common.run import export_actor
+    from common.vec_env import make_vec_env
 
     module = MODULES[script]
     args = module.Args()

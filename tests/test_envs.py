@@ -1,5 +1,6 @@
-"""Tests of common/envs.py: shapes, time limits vs terminations, action masks, padding,
-auto-reset bookkeeping, observation features, matrix games and error messages."""
+"""Tests of common/envs.py, common/vec_env.py's VecMultiAgentEnv and common/workers.py: shapes, time limits vs
+terminations, action masks, padding, auto-reset bookkeeping, observation features, matrix games, worker processes,
+snapshots (old checkpoints' included) and error messages."""
 
 import importlib.util
 import os
@@ -7,6 +8,7 @@ import pickle
 import signal
 import sys
 import types
+import zlib
 
 import numpy as np
 import pytest
@@ -15,7 +17,9 @@ from gymnasium import spaces
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.envs import MATRIX_GAMES, EnvError, VecMultiAgentEnv, make_env
+from common.cli import EnvError
+from common.envs import MATRIX_GAMES, make_env
+from common.vec_env import VecMultiAgentEnv
 
 LBF = "lbforaging:Foraging-8x8-2p-3f-v3"
 
@@ -550,3 +554,63 @@ def test_a_snapshot_mid_episode_continues_that_very_episode(env_id):
         avail = original[2]
     for env in [vec, *copies]:
         env.close()
+
+
+def test_a_snapshot_that_names_the_old_module_of_VecMultiAgentEnv_still_loads_and_continues(monkeypatch):
+    """Checkpoints written while VecMultiAgentEnv lived in common/envs.py name it `common.envs.VecMultiAgentEnv`;
+    unpack_snapshot maps that name to common/vec_env.py's class, and the episode goes on."""
+    import common.envs
+    from common.checkpoint import packed_snapshot, unpack_snapshot
+
+    vec = VecMultiAgentEnv(LBF, 2, seed=3, last_action_feature=True)
+    obs, _, avail = vec.reset()
+    rng = np.random.default_rng(0)
+    for _ in range(7):
+        obs, _, avail, *_ = vec.step(random_actions(rng, avail))
+    with monkeypatch.context() as old_layout:  # pickled as the code before the move pickled it
+        old_layout.setattr(VecMultiAgentEnv, "__module__", "common.envs")
+        old_layout.setattr(common.envs, "VecMultiAgentEnv", VecMultiAgentEnv, raising=False)
+        packed = packed_snapshot(vec, LBF)
+    pickled = zlib.decompress(packed)
+    assert b"common.envs" in pickled and b"common.vec_env" not in pickled
+    with pytest.raises(AttributeError, match="VecMultiAgentEnv"):
+        pickle.loads(pickled)  # the old name alone no longer resolves
+    restored = unpack_snapshot(packed)
+    assert type(restored) is VecMultiAgentEnv
+    for _ in range(60):  # past an episode end (LBF's limit is 50 steps)
+        actions = random_actions(rng, avail)
+        original = vec.step(actions)
+        for a, b in zip(original[:6], restored.step(actions)[:6]):
+            np.testing.assert_array_equal(a, b)
+        avail = original[2]
+    vec.close()
+    restored.close()
+
+
+def test_the_modules_of_common_import_each_other_without_a_cycle():
+    """Every `common.*` import in common/, at the top of a module or inside a function, points one way: the env
+    layer reads top down (vec_env -> workers, smax -> envs -> gfootball -> cli), and no module waits on one that
+    waits on it."""
+    import ast
+    from pathlib import Path
+
+    common_dir = Path(__file__).resolve().parent.parent / "common"
+    imports = {}
+    for path in common_dir.glob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("common."):
+                names.add(node.module.split(".")[1])
+            elif isinstance(node, ast.ImportFrom) and node.module == "common":
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.Import):
+                names.update(a.name.split(".")[1] for a in node.names if a.name.startswith("common."))
+        imports[path.stem] = names - {path.stem}
+    assert {"envs", "workers"} <= imports["vec_env"] and "smax" in imports["vec_env"]
+    assert imports["envs"] & {"vec_env", "workers", "smax"} == set()
+
+    def reaches(start, target, seen=()):
+        return any(n == target or (n not in seen and reaches(n, target, (*seen, n))) for n in imports.get(start, ()))
+
+    cycles = [name for name in imports if reaches(name, name)]
+    assert not cycles, {name: sorted(imports[name]) for name in cycles}

@@ -10,7 +10,9 @@ from conftest import SCRIPTS, TINY, final_returns, run_script
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from common import gfootball
-from common.envs import EnvError, VecMultiAgentEnv, make_env, make_vec_env
+from common.cli import EnvError
+from common.envs import make_env
+from common.vec_env import VecMultiAgentEnv, make_vec_env
 
 needs_grf = pytest.mark.skipif(gfootball._MISSING is not None, reason="the GRF extra is not installed (install_grf.sh)")
 THREE_VS_ONE = "gfootball:academy_3_vs_1_with_keeper"

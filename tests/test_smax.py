@@ -14,7 +14,9 @@ from env_checks import check_agent_id_and_last_action_features, random_actions
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import common
-from common.envs import EnvError, make_env, make_vec_env
+from common.cli import EnvError
+from common.envs import make_env
+from common.vec_env import make_vec_env
 
 needs_smax = pytest.mark.skipif(
     importlib.util.find_spec("jaxmarl") is None,

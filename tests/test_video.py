@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from conftest import LBF_ID, ROOT, TINY, final_returns, run_script
 
-from common.envs import EnvError, make_env, make_vec_env
+from common.cli import EnvError
+from common.envs import make_env
+from common.vec_env import make_vec_env
 from common.video import write_mp4
 
 FAMILIES = [LBF_ID, "rware:rware-tiny-2ag-v2", "mpe2:simple_spread_v3"]
