@@ -219,7 +219,7 @@ class CADPAgent(nn.Module):
 class QMixer(nn.Module):
     """QMIX: Q_tot = monotonic mix of the agents' Q-values, weights from hypernetworks on the state."""
 
-    def __init__(self, n_agents: int, state_dim: int, mixing_embed_dim: int, hypernet_embed_dim: int, kind: str):
+    def __init__(self, n_agents: int, state_dim: int, mixing_embed_dim: int, hypernet_embed_dim: int, kind="two-layer"):
         super().__init__()
         self.n_agents, self.embed_dim = n_agents, mixing_embed_dim
         s, h, e = state_dim, hypernet_embed_dim, mixing_embed_dim  # hypernetworks: state -> mixing weights

@@ -117,25 +117,6 @@ class EpisodeBuffer:
     def nbytes(self) -> int:
         return sum(getattr(self, name).nbytes for name in self.fields + ("length",))
 
-
-def gru_on_real_steps(gru: torch.nn.GRU, inputs: torch.Tensor, hidden: torch.Tensor, batch_sizes: torch.Tensor):
-    """nn.GRU over sample_steps' real steps: step t runs the GRU's equations (and its weights) on the
-    batch_sizes[t] episodes that reach it, the longest first, so no padded step is computed. Packed sequences
-    would do the same, with a CPU backward measured 3x slower. inputs (steps, agents, features), hidden (episodes,
-    agents, hidden) -> outputs (steps, agents, hidden) and the hidden state after each episode's last step."""
-    w_ih, w_hh, b_ih, b_hh = gru.all_weights[0]
-    hidden, outputs = hidden.flatten(0, 1), []  # (episodes * agents, hidden)
-    for x in (
-        torch.nn.functional.linear(inputs, w_ih, b_ih).flatten(0, 1).split((batch_sizes * inputs.shape[1]).tolist())
-    ):
-        hidden = hidden[: len(x)]
-        (x_r, x_z, x_n), (h_r, h_z, h_n) = x.chunk(3, -1), torch.nn.functional.linear(hidden, w_hh, b_hh).chunk(3, -1)
-        reset, update = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
-        new = torch.tanh(x_n + reset * h_n)
-        hidden = new + update * (hidden - new)  # (1 - z) n + z h
-        outputs.append(hidden)
-    return torch.cat(outputs).view(*inputs.shape[:2], -1), hidden
-
     def digest(self) -> str:
         """A hash of everything stored and in progress: a rebuilt buffer is the saved one if the digests agree."""
         h = hashlib.blake2b(np.array([self.size, self.next_index], np.int64).tobytes(), digest_size=16)
@@ -212,6 +193,25 @@ def gru_on_real_steps(gru: torch.nn.GRU, inputs: torch.Tensor, hidden: torch.Ten
             ),
             flush=True,
         )
+
+
+def gru_on_real_steps(gru: torch.nn.GRU, inputs: torch.Tensor, hidden: torch.Tensor, batch_sizes: torch.Tensor):
+    """nn.GRU over sample_steps' real steps: step t runs the GRU's equations (and its weights) on the
+    batch_sizes[t] episodes that reach it, the longest first, so no padded step is computed. Packed sequences
+    would do the same, with a CPU backward measured 3x slower. inputs (steps, agents, features), hidden (episodes,
+    agents, hidden) -> outputs (steps, agents, hidden) and the hidden state after each episode's last step."""
+    w_ih, w_hh, b_ih, b_hh = gru.all_weights[0]
+    hidden, outputs = hidden.flatten(0, 1), []  # (episodes * agents, hidden)
+    for x in (
+        torch.nn.functional.linear(inputs, w_ih, b_ih).flatten(0, 1).split((batch_sizes * inputs.shape[1]).tolist())
+    ):
+        hidden = hidden[: len(x)]
+        (x_r, x_z, x_n), (h_r, h_z, h_n) = x.chunk(3, -1), torch.nn.functional.linear(hidden, w_hh, b_hh).chunk(3, -1)
+        reset, update = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
+        new = torch.tanh(x_n + reset * h_n)
+        hidden = new + update * (hidden - new)  # (1 - z) n + z h
+        outputs.append(hidden)
+    return torch.cat(outputs).view(*inputs.shape[:2], -1), hidden
 
 
 class ActionLog:
