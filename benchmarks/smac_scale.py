@@ -183,7 +183,8 @@ def plot(curves: dict, family: str, path: Path) -> Path | None:
         axes[1, column].set_ylim(0, 1.05)
         axes[0, column].set_title(f"{ENV_ID}, reward scale {scale}")
         axes[0, column].set_ylabel("greedy win rate")
-        axes[0, column].legend(loc="upper left", fontsize=8)
+        if axes[0, column].get_legend_handles_labels()[0]:
+            axes[0, column].legend(loc="upper left", fontsize=8)
         axes[1, column].set_ylabel("self-attention weight (mean c_ii)")
         axes[1, column].set_xlabel("environment steps (pruning from the dotted line)")
     fig.tight_layout()

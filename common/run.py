@@ -421,7 +421,7 @@ class Run:
         row_entropy = -(log_confidence.exp() * log_confidence).sum(-1).mean() / np.log(max(log_confidence.shape[-1], 2))
         self.writer.add_scalar("charts/self_attention_weight", self_weight.item(), global_step)
         self.writer.add_scalar("charts/attention_entropy", row_entropy.item(), global_step)
-        self.writer.add_scalar("losses/prune_loss", float(prune_loss), global_step)
+        self.writer.add_scalar("losses/prune_loss", prune_loss.item(), global_step)
         self.writer.add_scalar("charts/prune_coef", prune_coef, global_step)
 
     def log_eval(self, global_step: int, results: dict, eval_envs: dict) -> None:
