@@ -79,6 +79,23 @@ def smax_maps() -> list[str]:
 # SMAC's `reward_scale_rate`: the team reward is rescaled so that a battle's largest possible return equals it
 # (SMAC's own default and the CADP release's: 20); SMAX's largest return is 1 (all enemy health) + the win bonus
 REWARD_SCALE_RATE = "reward_scale_rate"
+# SMAC's state is normalised (positions by the map's size, cooldowns by their longest); SMAX's world_state is not
+# (positions up to 32, unit type ids up to 5): `normalize_state` brings it into [0, 1] as SMAC's
+NORMALIZE_STATE = "normalize_state"
+
+
+def world_state_scale(env) -> np.ndarray:
+    """Per-feature factors that bring SMAX's world_state into [0, 1]: each unit's x and y by the map's size, its
+    weapon cooldown by the longest one (SMAX counts it on below 0 once the weapon is ready: clipped to 0 by
+    normalized_state), and the unit type ids by the last id (health is a fraction already, the type bits and teams
+    are 0 or 1). world_state: 10 features per unit (health, x, y, cooldown, 6 type bits), then every unit's team,
+    then every unit's type id."""
+    smax = env._env
+    unit = np.ones(len(smax.own_features), np.float32)
+    unit[1], unit[2] = 1 / smax.map_width, 1 / smax.map_height
+    unit[3] = 1 / float(np.max(np.asarray(smax.unit_type_weapon_cooldowns)))
+    types = np.full(smax.num_agents, 1 / (len(smax.unit_type_names) - 1), np.float32)
+    return np.concatenate([np.tile(unit, smax.num_agents), np.ones(smax.num_agents, np.float32), types])
 
 
 def smax_keywords(env_id: str) -> dict:
@@ -95,6 +112,7 @@ def smax_keywords(env_id: str) -> dict:
             ):
                 keywords[name] = param
     keywords[REWARD_SCALE_RATE] = inspect.Parameter(REWARD_SCALE_RATE, inspect.Parameter.KEYWORD_ONLY, default=0.0)
+    keywords[NORMALIZE_STATE] = inspect.Parameter(NORMALIZE_STATE, inspect.Parameter.KEYWORD_ONLY, default=False)
     return keywords
 
 
@@ -114,11 +132,15 @@ def _smax_functions(
     jit keys its compile cache on the function object, so one per configuration serves every
     instance of it. with_final_state: step also returns the game states before the auto-reset
     (--capture-video draws a finished episode's last step from them)."""
-    rate = env_kwargs.pop(REWARD_SCALE_RATE, None)
+    rate, normalize = env_kwargs.pop(REWARD_SCALE_RATE, None), env_kwargs.pop(NORMALIZE_STATE, False)
     arrays = [name for name, param in smax_keywords(map_name).items() if hasattr(param.default, "shape")]
     env_kwargs = {k: jnp.asarray(v, jnp.float32) if k in arrays else v for k, v in env_kwargs.items()}
     env = HeuristicEnemySMAX(scenario=map_name_to_scenario(map_name), **env_kwargs)
     scale = reward_scale(env, rate)
+    state_scale = jnp.asarray(world_state_scale(env) if normalize else np.ones(env.state_size, np.float32))
+    # the cooldowns' positions, clipped at 0 when normalised (SMAC's never go below 0)
+    cooldown = jnp.arange(env.state_size) % len(env._env.own_features) == 3
+    cooldown = cooldown & (jnp.arange(env.state_size) < env._env.num_agents * len(env._env.own_features)) & normalize
     n, a = env.num_allies, env.action_spaces[env.agents[0]].n
     no_last_action = jnp.zeros((n, a), jnp.float32)
 
@@ -132,7 +154,7 @@ def _smax_functions(
         avail = env.get_avail_actions(state)
         return (
             jnp.concatenate(parts, axis=-1),
-            obs["world_state"],
+            jnp.where(cooldown, jnp.clip(obs["world_state"], 0.0), obs["world_state"]) * state_scale,
             jnp.stack([avail[agent] for agent in env.agents]).astype(bool),
         )
 

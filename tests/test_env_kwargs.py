@@ -109,3 +109,22 @@ def test_a_run_records_its_env_kwargs_and_a_resume_refuses_to_change_them(tmp_pa
     # the same kwargs spelled differently are the same env; --eval-only builds the run's env from the model
     evaluated = run_script("cadp_qmix", tmp_path, "--eval-only", str(run_dir), "--eval-episodes", "2")
     assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+
+
+def test_smax_normalize_state_brings_the_world_state_into_0_1_and_changes_nothing_else():
+    pytest.importorskip("jaxmarl")
+    plain = make_vec_env("smax:5m_vs_6m", 4, seed=3)
+    normalized = make_vec_env("smax:5m_vs_6m", 4, seed=3, env_kwargs={"normalize_state": True})
+    (_, _, avail), _ = plain.reset(), normalized.reset()
+    rng, largest, smallest = np.random.default_rng(0), 0.0, 0.0
+    for _ in range(200):  # the same actions: the same battles, observations, masks and rewards
+        actions = random_actions(rng, avail)
+        obs, state, avail, reward, *_ = plain.step(actions)
+        normalized_obs, normalized_state, normalized_avail, normalized_reward, *_ = normalized.step(actions)
+        np.testing.assert_array_equal(obs, normalized_obs)
+        np.testing.assert_array_equal(reward, normalized_reward)
+        units, normalized_units = state[:, :110].reshape(4, 11, 10), normalized_state[:, :110].reshape(4, 11, 10)
+        np.testing.assert_allclose(normalized_units[..., 1:3], units[..., 1:3] / 32, atol=1e-6)  # positions / map
+        np.testing.assert_array_equal(normalized_units[..., 0], units[..., 0])  # health, already a fraction
+        largest, smallest = max(largest, normalized_state.max()), min(smallest, normalized_state.min())
+    assert state.max() > 10 and smallest == 0.0 and largest <= 1.0  # SMAX's own reaches the map's size
