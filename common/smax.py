@@ -84,18 +84,21 @@ REWARD_SCALE_RATE = "reward_scale_rate"
 NORMALIZE_STATE = "normalize_state"
 
 
-def world_state_scale(env) -> np.ndarray:
-    """Per-feature factors that bring SMAX's world_state into [0, 1]: each unit's x and y by the map's size, its
-    weapon cooldown by the longest one (SMAX counts it on below 0 once the weapon is ready: clipped to 0 by
-    normalized_state), and the unit type ids by the last id (health is a fraction already, the type bits and teams
-    are 0 or 1). world_state: 10 features per unit (health, x, y, cooldown, 6 type bits), then every unit's team,
+def world_state_normalizer(env):
+    """world_state -> world_state in [0, 1]: each unit's x and y divided by the map's size, its weapon cooldown
+    clipped at 0 (SMAX counts it on below 0 once the weapon is ready; SMAC's stops at 0) and divided by the
+    longest one, and the unit type ids by the last id (health is a fraction already, the type bits and teams are
+    0 or 1). world_state: 10 features per unit (health, x, y, cooldown, 6 type bits), then every unit's team,
     then every unit's type id."""
-    smax = env._env
-    unit = np.ones(len(smax.own_features), np.float32)
+    smax, features = env._env, len(env._env.own_features)
+    unit = np.ones(features, np.float32)
     unit[1], unit[2] = 1 / smax.map_width, 1 / smax.map_height
     unit[3] = 1 / float(np.max(np.asarray(smax.unit_type_weapon_cooldowns)))
     types = np.full(smax.num_agents, 1 / (len(smax.unit_type_names) - 1), np.float32)
-    return np.concatenate([np.tile(unit, smax.num_agents), np.ones(smax.num_agents, np.float32), types])
+    scale = jnp.asarray(np.concatenate([np.tile(unit, smax.num_agents), np.ones(smax.num_agents, np.float32), types]))
+    position = np.arange(env.state_size)
+    cooldown = jnp.asarray((position % features == 3) & (position < smax.num_agents * features))
+    return lambda world_state: jnp.where(cooldown, jnp.clip(world_state, 0.0), world_state) * scale
 
 
 def smax_keywords(env_id: str) -> dict:
@@ -137,10 +140,7 @@ def _smax_functions(
     env_kwargs = {k: jnp.asarray(v, jnp.float32) if k in arrays else v for k, v in env_kwargs.items()}
     env = HeuristicEnemySMAX(scenario=map_name_to_scenario(map_name), **env_kwargs)
     scale = reward_scale(env, rate)
-    state_scale = jnp.asarray(world_state_scale(env) if normalize else np.ones(env.state_size, np.float32))
-    # the cooldowns' positions, clipped at 0 when normalised (SMAC's never go below 0)
-    cooldown = jnp.arange(env.state_size) % len(env._env.own_features) == 3
-    cooldown = cooldown & (jnp.arange(env.state_size) < env._env.num_agents * len(env._env.own_features)) & normalize
+    world_state = world_state_normalizer(env) if normalize else (lambda state: state)  # SMAX's own by default
     n, a = env.num_allies, env.action_spaces[env.agents[0]].n
     no_last_action = jnp.zeros((n, a), jnp.float32)
 
@@ -154,7 +154,7 @@ def _smax_functions(
         avail = env.get_avail_actions(state)
         return (
             jnp.concatenate(parts, axis=-1),
-            jnp.where(cooldown, jnp.clip(obs["world_state"], 0.0), obs["world_state"]) * state_scale,
+            world_state(obs["world_state"]),
             jnp.stack([avail[agent] for agent in env.agents]).astype(bool),
         )
 
