@@ -122,7 +122,9 @@ SMAX_PPO_RELEASE = Budget(
 # SMAX's; the release's alphas and grad-norm clip were set at it) and, for QMIX, the release's mixer; the release's
 # schedules as in `smax` (epsilon over 50k steps, breakpoint at 700k of 1.05M). Its SMAX-scale counterpart cells are
 # the `smax` study's 5m_vs_6m QMIX runs (seeds 1-5); benchmarks/smac_scale.py reports the 2x2 design from both.
-SMAC_SCALE = ("--env-kwargs", '{"reward_scale_rate": 20}')
+# SMAC's world state is normalised to [0, 1] too (normalize_state): the release's default-initialised mixer reads it,
+# and on SMAX's raw state (positions in map units, cooldowns in steps) it starts at |Q_tot| ~ 50 instead of ~ 0.4
+SMAC_SCALE = ("--env-kwargs", '{"normalize_state": true, "reward_scale_rate": 20}')
 SMAC_SCALE_BUDGETS: dict[tuple[str, str], Budget] = {
     ("cadp_qmix", SMAX_5M): replace(SMAX_Q_5M, flags=(*SMAX_Q_5M.flags, *SMAC_SCALE, "--mixer", "release")),
     ("cadp_vdn", SMAX_5M): replace(SMAX_Q_5M, flags=(*SMAX_Q_5M.flags, *SMAC_SCALE)),
