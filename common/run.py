@@ -340,7 +340,16 @@ class Run:
                     f"command's envs refuse them ({error}); branch with an env in which those actions stay "
                     "available, or from a checkpoint that holds its buffer"
                 )
-        restored = None if saved["envs"] is None or other_env or new_seed else unpack_snapshot(saved["envs"])
+        restored = None
+        if saved["envs"] is not None and not other_env and not new_seed:
+            try:
+                restored = unpack_snapshot(saved["envs"])
+            except (ImportError, AttributeError) as error:  # a class the version or env suite that wrote it had
+                fail(
+                    f"{saved['path']}: its envs were saved mid-episode by a version of these scripts or of the env "
+                    f"suite that this one differs from ({type(error).__name__}: {error}); resume with that version, "
+                    "or branch with another seed (--branch --seed N), which starts new episodes instead"
+                )
         if restored is not None:
             for value in live.values():  # the envs built before the resume, which the restored ones replace
                 for item in value.values() if isinstance(value, dict) else (value,):

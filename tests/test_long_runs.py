@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -321,6 +322,20 @@ def test_bad_checkpoints_stop_with_one_line(script, trained, tmp_path, monkeypat
     ]
     for flags, message in cases:
         assert_one_error_line(*run_in_process(script, tmp_path, monkeypatch, capsys, *flags)[::2], message)
+
+    # envs pickled mid-episode by a version whose classes this one lacks (a module gone, a class renamed):
+    # protocol 4's PROTO, GLOBAL module/name, an empty tuple, NEWOBJ, STOP
+    for module, name in (("common.no_such_module", "Envs"), ("common.vec_env", "NoSuchEnvs")):
+        copied = copy_run(run_dir, tmp_path / f"ghost_{name}")
+        newest = max((copied / "checkpoints").iterdir(), key=lambda p: p.stat().st_mtime)
+        checkpoint = torch.load(newest, weights_only=False)
+        checkpoint["envs"] = zlib.compress(b"\x80\x04c" + f"{module}\n{name}\n".encode() + b")\x81.")
+        torch.save(checkpoint, newest)
+        before = file_hashes(copied)
+        code, _, stderr = run_in_process(script, tmp_path, monkeypatch, capsys, "--resume", str(copied), "--total-timesteps", "800")
+        line = assert_one_error_line(code, stderr, "its envs were saved mid-episode by a version")
+        assert name in line and "--branch --seed" in line, line
+        assert file_hashes(copied) == before
 
 
 @pytest.mark.parametrize("script", SCRIPTS)
