@@ -1,6 +1,7 @@
 """Does CADP(D) beat its base on 5m_vs_6m, at SMAX's reward scale and at SMAC's? The 2x2 design (reward scale x
 advice) from two studies' CSVs: `smax` (SMAX's rewards, a battle's return at most 2) and `smac_scale` (SMAC's
-reward_scale_rate 20 and, for QMIX, the release's mixer). Per cell and paired by seed against the base:
+reward_scale_rate 20 and normalised state, and for QMIX the release's mixer). Per cell and paired by seed
+against the base:
 
 - final win rate (the last evaluation) of CADP(D) and of the base;
 - win rate averaged over the whole run (the area under the curve, over the evaluations from step 0 to the end);
@@ -38,7 +39,10 @@ ENV_ID = "smax:5m_vs_6m"
 # scale -> (study CSV, what the runs are)
 SCALES = {
     "SMAX (return <= 2)": ("learning_smax.csv.gz", "SMAX's rewards; QMIX with our two-layer mixer"),
-    "SMAC (return <= 20)": ("learning_smac_scale.csv.gz", "reward_scale_rate 20; QMIX with the release's mixer"),
+    "SMAC (return <= 20)": (
+        "learning_smac_scale.csv.gz",
+        "reward_scale_rate 20 and the state normalised, as SMAC's; QMIX with the release's mixer",
+    ),
 }
 FAMILIES = ("qmix", "vdn")
 WINDOW = (200_000, 700_000)  # before the breakpoint (700k of 1.05M): where advice alone acts
@@ -101,6 +105,10 @@ def report(results: Path) -> tuple[str, list[Path]]:
         "CADP run minus its base run with the same seed (they play the same evaluation battles). Runs in only "
         "when they reached the budget. Reached 50%: seeds whose win rate reached 0.5 at some evaluation (their "
         "first such step); collapsed: of those, every evaluation of the last 100k steps below half the run's best.",
+        "",
+        "The reward scales (each row's first column):",
+        "",
+        *(f"- {scale}: {what} (`{csv_name}`)" for scale, (csv_name, what) in SCALES.items()),
         "",
     ]
     figures, curves = [], {}
