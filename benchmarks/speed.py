@@ -63,44 +63,14 @@ from common.vec_env import make_vec_env  # noqa: E402
 
 DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice on this machine, read before anything sets it
 ALGOS = ("qmix", "vdn", "qplex", "mappo")
-# the peer's (EPyMARL) hyperparameters, as our flags; everything not listed is already our default
+# the peer's (EPyMARL) hyperparameters, as our flags; everything not listed is already our default.
+# Value decomposition: pymarl's replay, learning rate, agent width and target updates
+EPYMARL_VALUE_DECOMPOSITION = [
+    *("--batch-size", "32", "--buffer-size", "5000", "--learning-rate", "5e-4"),
+    *("--hidden-dim", "64", "--target-network-frequency", "200"),
+]
 SAME_WORK_FLAGS = {
-    "qmix": [
-        "--batch-size",
-        "32",
-        "--buffer-size",
-        "5000",
-        "--learning-rate",
-        "5e-4",
-        "--hidden-dim",
-        "64",
-        "--target-network-frequency",
-        "200",
-    ],
-    "qplex": [
-        "--batch-size",
-        "32",
-        "--buffer-size",
-        "5000",
-        "--learning-rate",
-        "5e-4",
-        "--hidden-dim",
-        "64",
-        "--target-network-frequency",
-        "200",
-    ],
-    "vdn": [
-        "--batch-size",
-        "32",
-        "--buffer-size",
-        "5000",
-        "--learning-rate",
-        "5e-4",
-        "--hidden-dim",
-        "64",
-        "--target-network-frequency",
-        "200",
-    ],
+    **{algo: EPYMARL_VALUE_DECOMPOSITION for algo in ("qmix", "vdn", "qplex")},
     "mappo": [
         "--num-envs",
         "10",

@@ -13,60 +13,22 @@ from conftest import final_returns, run_script
 
 UNIFORM_EXPLORATION = ["--start-e", "1.0", "--end-e", "1.0"]
 BUDGET = "2000"  # env steps: 1,000 episodes, as many updates
+# the two-step game, 4 envs, the one evaluation at the end
+TWO_STEP = ("--env-id", "matrix:two_step", "--total-timesteps", BUDGET, "--num-envs", "4", "--eval-interval", "100000")
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_cadp_qmix_solves_the_two_step_game_centralized_and_decentralized(seed, tmp_path):
-    result = run_script(
-        "cadp_qmix",
-        tmp_path,
-        "--env-id",
-        "matrix:two_step",
-        "--seed",
-        str(seed),
-        "--total-timesteps",
-        BUDGET,
-        "--num-envs",
-        "4",
-        "--eval-interval",
-        "100000",
-        *UNIFORM_EXPLORATION,
-    )
+    result = run_script("cadp_qmix", tmp_path, *TWO_STEP, "--seed", str(seed), *UNIFORM_EXPLORATION)
     assert final_returns(result) == (8.0, 8.0)
 
 
 def test_plain_qmix_solves_the_two_step_game(tmp_path):
-    result = run_script(
-        "cadp_qmix",
-        tmp_path,
-        "--env-id",
-        "matrix:two_step",
-        "--no-advice",
-        "--total-timesteps",
-        BUDGET,
-        "--num-envs",
-        "4",
-        "--eval-interval",
-        "100000",
-        *UNIFORM_EXPLORATION,
-    )
+    result = run_script("cadp_qmix", tmp_path, *TWO_STEP, "--no-advice", *UNIFORM_EXPLORATION)
     assert final_returns(result) == (8.0, 8.0)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_cadp_vdn_solves_the_two_step_game_with_decaying_exploration(seed, tmp_path):
-    result = run_script(
-        "cadp_vdn",
-        tmp_path,
-        "--env-id",
-        "matrix:two_step",
-        "--seed",
-        str(seed),
-        "--total-timesteps",
-        BUDGET,
-        "--num-envs",
-        "4",
-        "--eval-interval",
-        "100000",
-    )
+    result = run_script("cadp_vdn", tmp_path, *TWO_STEP, "--seed", str(seed))
     assert final_returns(result) == (8.0, 8.0)
