@@ -142,9 +142,11 @@ def report(results: Path) -> tuple[str, list[Path]]:
                 )
             d, c, b = arms.values()
             before = paired(c, b, lambda s: window_mean(s, *WINDOW))
+            if before is None:
+                paired_lines.append(f"| {scale} | no seed has both runs in yet | | |")
+                continue
             paired_lines.append(
-                f"| {scale} | {fmt(before)} ({before[2] if before else 0}) | {fmt(paired(d, b, final))} | "
-                f"{fmt(paired(d, b, area))} |"
+                f"| {scale} | {fmt(before)} ({before[2]}) | {fmt(paired(d, b, final))} | {fmt(paired(d, b, area))} |"
             )
         lines += [
             "",
