@@ -332,7 +332,9 @@ def test_bad_checkpoints_stop_with_one_line(script, trained, tmp_path, monkeypat
         checkpoint["envs"] = zlib.compress(b"\x80\x04c" + f"{module}\n{name}\n".encode() + b")\x81.")
         torch.save(checkpoint, newest)
         before = file_hashes(copied)
-        code, _, stderr = run_in_process(script, tmp_path, monkeypatch, capsys, "--resume", str(copied), "--total-timesteps", "800")
+        code, _, stderr = run_in_process(
+            script, tmp_path, monkeypatch, capsys, "--resume", str(copied), "--total-timesteps", "800"
+        )
         line = assert_one_error_line(code, stderr, "its envs were saved mid-episode by a version")
         assert name in line and "--branch --seed" in line, line
         assert file_hashes(copied) == before
