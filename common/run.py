@@ -326,6 +326,16 @@ class Run:
             )
         other_env = self.branch and not ENV_FLAGS.isdisjoint(self.changed)
         new_seed = self.branch and "seed" in self.changed
+        restored = None  # unpacked before the replay below, which can take minutes, so that a failure comes first
+        if saved["envs"] is not None and not other_env and not new_seed:
+            try:
+                restored = unpack_snapshot(saved["envs"])
+            except (ImportError, AttributeError) as error:  # a class the version or env suite that wrote it had
+                fail(
+                    f"{saved['path']}: its envs were saved mid-episode by a version of these scripts or of the env "
+                    f"suite that this one differs from ({type(error).__name__}: {error}); resume with that version, "
+                    "or branch with another seed (--branch --seed N), which starts new episodes instead"
+                )
         if replay is not None:
             buffer, action_log = replay
             action_log.load_state_dict(saved.get("actions"))
@@ -339,16 +349,6 @@ class Run:
                     f"{saved['path']}: its replay buffer is rebuilt by replaying the actions the run took, and this "
                     f"command's envs refuse them ({error}); branch with an env in which those actions stay "
                     "available, or from a checkpoint that holds its buffer"
-                )
-        restored = None
-        if saved["envs"] is not None and not other_env and not new_seed:
-            try:
-                restored = unpack_snapshot(saved["envs"])
-            except (ImportError, AttributeError) as error:  # a class the version or env suite that wrote it had
-                fail(
-                    f"{saved['path']}: its envs were saved mid-episode by a version of these scripts or of the env "
-                    f"suite that this one differs from ({type(error).__name__}: {error}); resume with that version, "
-                    "or branch with another seed (--branch --seed N), which starts new episodes instead"
                 )
         if restored is not None:
             for value in live.values():  # the envs built before the resume, which the restored ones replace
