@@ -7,7 +7,8 @@ against the base:
 - win rate averaged over the whole run (the area under the curve, over the evaluations from step 0 to the end);
 - CADP(C) minus the base from 200k to 700k steps (the mean of their evaluations in that window: before pruning);
 - how many seeds reach a 50% win rate, and at which step (first evaluation at or above 0.5);
-- how many of those collapse: every evaluation of the last 100k steps below half the run's best.
+- how many of those collapse: every evaluation of the last 100k steps below half the run's best;
+- and each run on its own: its finals, best, first 50%, self-attention weight at the end and running time.
 
     python benchmarks/smac_scale.py      # writes benchmarks/results/smac_scale.md and smac_scale_*.png
     python benchmarks/smac_scale.py --pilot runs/<run>   # a run's pruning speed and loss balance at 700k
@@ -96,6 +97,28 @@ def area(series: tuple) -> float:
     return float(series[2].mean())
 
 
+def run_rows(scale: str, family: str, arms: dict, self_weight: dict) -> list[str]:
+    """One row per run: seed by seed, the CADP run (its D and C) and its base."""
+    (d_name, d), (_, c), (base_name, b) = arms.items()
+    rows = []
+    for seed in sorted(set(d) | set(b)):
+        for name, run, central in (
+            (d_name.removesuffix(" (D)"), d.get(seed), c.get(seed)),
+            (base_name, b.get(seed), None),
+        ):
+            if run is None:
+                continue
+            first = reached(run)
+            weight = self_weight.get(seed) if central is not None else None
+            rows.append(
+                f"| {scale} | {name} | {seed} | {final(run):.2f} | "
+                f"{f'{final(central):.2f}' if central is not None else ''} | {run[2].max():.2f} | "
+                f"{f'{first // 1000}k' if first is not None else 'never'} | {'yes' if collapsed(run) else 'no'} | "
+                f"{f'{weight[2][-1]:.2f}' if weight is not None else ''} | {run[1][-1] / 60:.0f} min |"
+            )
+    return rows
+
+
 def report(results: Path) -> tuple[str, list[Path]]:
     lines = [
         "# CADP on 5m_vs_6m at two reward scales",
@@ -123,7 +146,7 @@ def report(results: Path) -> tuple[str, list[Path]]:
             "| conditions | arm | seeds | final win (D) | win over the run (D) | reached 50% | collapsed |",
             "|---|---|---|---|---|---|---|",
         ]
-        paired_lines = []
+        paired_lines, per_run = [], []
         for scale, (csv_name, _) in SCALES.items():
             path = results / csv_name
             if not path.exists():
@@ -143,6 +166,7 @@ def report(results: Path) -> tuple[str, list[Path]]:
                     f"| {scale} | {arm} | {len(per_seed)} | {fmt(stat([final(s) for s in per_seed.values()]))} | "
                     f"{fmt(stat([area(s) for s in per_seed.values()]))} | {describe_reach(per_seed)} | {falls} |"
                 )
+            per_run += run_rows(scale, family, arms, curves[family, scale][1])
             d, c, b = arms.values()
             before = paired(c, b, lambda s: window_mean(s, *WINDOW))
             if before is None:
@@ -158,6 +182,14 @@ def report(results: Path) -> tuple[str, list[Path]]:
             "| conditions | (C) − base, mean win 200k-700k | final (D) − base | win over the run (D) − base |",
             "|---|---|---|---|",
             *paired_lines,
+            "",
+            "Each run (D: the decentralized model, for the base its only one; C: CADP(C); best: the best "
+            "evaluation of D; c_ii: the self-attention weight at the end; time: the run's running time, "
+            "2 runs at a time on 2 CPU cores, one torch thread each):",
+            "",
+            "| conditions | arm | seed | final (D) | final (C) | best (D) | 50% at | collapsed | c_ii | time |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+            *per_run,
             "",
         ]
         figure = plot(curves, family, results / f"smac_scale_{family}.png")

@@ -41,3 +41,7 @@ def test_report_pairs_by_seed_and_leaves_out_unfinished_runs(tmp_path):
     assert "| SMAX (return <= 2) | QMIX | 2 | 0.500 ± 0.000 |" in text
     # paired final (D): +0.3 and +0.1, mean 0.2, CI t(1) = 12.706 x std 0.1414 / sqrt 2
     assert "| 0.200 ± 1.271 |" in text
+    # each run on its own, the CADP run beside its base; seed 3's base stopped early and is not listed
+    assert "| SMAX (return <= 2) | CADP-QMIX | 1 | 0.80 | 0.80 | 0.80 | 0k | no |  | 173 min |" in text
+    assert "| SMAX (return <= 2) | QMIX | 2 | 0.50 |  | 0.50 | 0k | no |  | 173 min |" in text
+    assert "| QMIX | 3 |" not in text
