@@ -15,6 +15,7 @@ against the base:
 """
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -119,6 +120,52 @@ def run_rows(scale: str, family: str, arms: dict, self_weight: dict) -> list[str
     return rows
 
 
+def verdict(difference: tuple[float, float, int] | None) -> str:
+    """A paired difference's verdict at 95%: which arm its CI puts ahead, if it excludes 0."""
+    if difference is None:
+        return "no pair yet"
+    mean, half, n = difference
+    if n < 2:
+        return "one seed: no verdict"
+    if mean - half > 0:
+        return "CADP ahead"
+    return "base ahead" if mean + half < 0 else "no difference shown"
+
+
+def count_verdict(cadp: list[bool], base: list[bool]) -> str:
+    """Seeds with an event (reached 50%, collapsed) in each arm, paired: McNemar's exact test on the seeds
+    where only one arm had it (two-sided binomial, p < 0.05 needs 6 such seeds of 6)."""
+    only_cadp = sum(a and not b for a, b in zip(cadp, base))
+    only_base = sum(b and not a for a, b in zip(cadp, base))
+    split = only_cadp + only_base
+    tail = sum(math.comb(split, k) for k in range(min(only_cadp, only_base) + 1)) / 2**split
+    if not cadp:
+        return "no pair yet"
+    counts = f"{sum(cadp)} vs {sum(base)} of {len(cadp)}"
+    if split and min(1.0, 2 * tail) < 0.05:
+        return f"{counts}: {'CADP' if only_cadp > only_base else 'base'} ahead"
+    return f"{counts}: no difference shown"
+
+
+def verdict_rows(d: dict, c: dict, b: dict) -> list[tuple[str, str]]:
+    """(metric, "value: verdict") for each metric of one cell, CADP against its base paired by seed."""
+    seeds = sorted(set(d) & set(b))
+    rows = []
+    for name, difference in (
+        ("final win rate, CADP(D) − base", paired(d, b, final)),
+        ("win rate over the run, CADP(D) − base", paired(d, b, area)),
+        ("CADP(C) − base, mean win 200k-700k", paired(c, b, lambda s: window_mean(s, *WINDOW))),
+    ):
+        rows.append((name, f"{fmt(difference)}: {verdict(difference)}" if difference else verdict(difference)))
+    for name, event in (
+        ("seeds reaching 50%, CADP(D) vs base", reached),
+        ("seeds that collapsed after 50%, CADP(D) vs base", collapsed),
+    ):
+        happened = [[event(arm[seed]) not in (None, False) for seed in seeds] for arm in (d, b)]
+        rows.append((name, count_verdict(*happened)))
+    return rows
+
+
 def report(results: Path) -> tuple[str, list[Path]]:
     lines = [
         "# CADP on 5m_vs_6m at two reward scales",
@@ -146,7 +193,7 @@ def report(results: Path) -> tuple[str, list[Path]]:
             "| conditions | arm | seeds | final win (D) | win over the run (D) | reached 50% | collapsed |",
             "|---|---|---|---|---|---|---|",
         ]
-        paired_lines, per_run = [], []
+        paired_lines, per_run, verdicts = [], [], {}
         for scale, (csv_name, _) in SCALES.items():
             path = results / csv_name
             if not path.exists():
@@ -168,6 +215,7 @@ def report(results: Path) -> tuple[str, list[Path]]:
                 )
             per_run += run_rows(scale, family, arms, curves[family, scale][1])
             d, c, b = arms.values()
+            verdicts[scale] = verdict_rows(d, c, b)
             before = paired(c, b, lambda s: window_mean(s, *WINDOW))
             if before is None:
                 paired_lines.append(f"| {scale} | no seed has both runs in yet | | |")
@@ -182,6 +230,17 @@ def report(results: Path) -> tuple[str, list[Path]]:
             "| conditions | (C) − base, mean win 200k-700k | final (D) − base | win over the run (D) − base |",
             "|---|---|---|---|",
             *paired_lines,
+            "",
+            "Each metric's verdict, CADP against its base paired by seed (ahead: the 95% CI of the difference "
+            "excludes 0; for the counts, McNemar's exact test on the seeds where only one arm reached 50% or "
+            "collapsed, p < 0.05, which needs at least 6 seeds: with 5 no count can show a difference):",
+            "",
+            f"| metric | {' | '.join(verdicts)} |",
+            f"|---|{'---|' * len(verdicts)}",
+            *(
+                f"| {metric} | {' | '.join(rows[i][1] for rows in verdicts.values())} |"
+                for i, (metric, _) in enumerate(next(iter(verdicts.values()), []))
+            ),
             "",
             "Each run (D: the decentralized model, for the base its only one; C: CADP(C); best: the best "
             "evaluation of D; c_ii: the self-attention weight at the end; time: the run's running time, "

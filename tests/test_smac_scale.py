@@ -41,7 +41,21 @@ def test_report_pairs_by_seed_and_leaves_out_unfinished_runs(tmp_path):
     assert "| SMAX (return <= 2) | QMIX | 2 | 0.500 ± 0.000 |" in text
     # paired final (D): +0.3 and +0.1, mean 0.2, CI t(1) = 12.706 x std 0.1414 / sqrt 2
     assert "| 0.200 ± 1.271 |" in text
+    assert "| final win rate, CADP(D) − base | 0.200 ± 1.271: no difference shown |" in text
+    assert "| seeds reaching 50%, CADP(D) vs base | 2 vs 2 of 2: no difference shown |" in text
     # each run on its own, the CADP run beside its base; seed 3's base stopped early and is not listed
     assert "| SMAX (return <= 2) | CADP-QMIX | 1 | 0.80 | 0.80 | 0.80 | 0k | no |  | 173 min |" in text
     assert "| SMAX (return <= 2) | QMIX | 2 | 0.50 |  | 0.50 | 0k | no |  | 173 min |" in text
     assert "| QMIX | 3 |" not in text
+
+
+def test_verdicts_need_a_ci_clear_of_zero_and_counts_need_mcnemars_test():
+    assert smac_scale.verdict((0.3, 0.2, 5)) == "CADP ahead" and smac_scale.verdict((-0.3, 0.2, 5)) == "base ahead"
+    assert smac_scale.verdict((0.3, 0.4, 5)) == "no difference shown"
+    assert smac_scale.verdict((0.3, 0.0, 1)) == "one seed: no verdict" and smac_scale.verdict(None) == "no pair yet"
+    # 5 of 5 seeds split one way: p = 2 / 2^5 = 0.0625, not enough; 6 of 6: p = 2 / 64 = 0.031
+    assert smac_scale.count_verdict([True] * 5, [False] * 5) == "5 vs 0 of 5: no difference shown"
+    assert smac_scale.count_verdict([False] * 6, [True] * 6) == "0 vs 6 of 6: base ahead"
+    # seeds where both arms reached it say nothing about which is better
+    assert smac_scale.count_verdict([True] * 7 + [True], [True] * 7 + [False]) == "8 vs 7 of 8: no difference shown"
+    assert smac_scale.count_verdict([], []) == "no pair yet"
