@@ -158,10 +158,10 @@ def verdict_rows(d: dict, c: dict, b: dict) -> list[tuple[str, str]]:
     ):
         rows.append((name, f"{fmt(difference)}: {verdict(difference)}" if difference else verdict(difference)))
     for name, event in (
-        ("seeds reaching 50%, CADP(D) vs base", reached),
+        ("seeds reaching 50%, CADP(D) vs base", lambda series: reached(series) is not None),  # at step 0 too
         ("seeds that collapsed after 50%, CADP(D) vs base", collapsed),
     ):
-        happened = [[event(arm[seed]) not in (None, False) for seed in seeds] for arm in (d, b)]
+        happened = [[event(arm[seed]) for seed in seeds] for arm in (d, b)]
         rows.append((name, count_verdict(*happened)))
     return rows
 
