@@ -98,7 +98,7 @@ def area(series: tuple) -> float:
     return float(series[2].mean())
 
 
-def run_rows(scale: str, family: str, arms: dict, self_weight: dict) -> list[str]:
+def run_rows(scale: str, arms: dict, self_weight: dict) -> list[str]:
     """One row per run: seed by seed, the CADP run (its D and C) and its base."""
     (d_name, d), (_, c), (base_name, b) = arms.items()
     rows = []
@@ -135,34 +135,32 @@ def verdict(difference: tuple[float, float, int] | None) -> str:
 def count_verdict(cadp: list[bool], base: list[bool]) -> str:
     """Seeds with an event (reached 50%, collapsed) in each arm, paired: McNemar's exact test on the seeds
     where only one arm had it (two-sided binomial, p < 0.05 needs 6 such seeds of 6)."""
+    if not cadp:
+        return "no pair yet"
     only_cadp = sum(a and not b for a, b in zip(cadp, base))
     only_base = sum(b and not a for a, b in zip(cadp, base))
     split = only_cadp + only_base
     tail = sum(math.comb(split, k) for k in range(min(only_cadp, only_base) + 1)) / 2**split
-    if not cadp:
-        return "no pair yet"
     counts = f"{sum(cadp)} vs {sum(base)} of {len(cadp)}"
     if split and min(1.0, 2 * tail) < 0.05:
         return f"{counts}: {'CADP' if only_cadp > only_base else 'base'} ahead"
     return f"{counts}: no difference shown"
 
 
-def verdict_rows(d: dict, c: dict, b: dict) -> list[tuple[str, str]]:
-    """(metric, "value: verdict") for each metric of one cell, CADP against its base paired by seed."""
+def verdict_rows(d: dict, b: dict, differences: dict) -> dict[str, str]:
+    """{metric: "value: verdict"} of one cell, CADP against its base paired by seed: the paired `differences`
+    {metric: stat} already computed, then the counts of seeds that reached 50% and that collapsed."""
     seeds = sorted(set(d) & set(b))
-    rows = []
-    for name, difference in (
-        ("final win rate, CADP(D) − base", paired(d, b, final)),
-        ("win rate over the run, CADP(D) − base", paired(d, b, area)),
-        ("CADP(C) − base, mean win 200k-700k", paired(c, b, lambda s: window_mean(s, *WINDOW))),
-    ):
-        rows.append((name, f"{fmt(difference)}: {verdict(difference)}" if difference else verdict(difference)))
+    rows = {
+        name: f"{fmt(difference)}: {verdict(difference)}" if difference else verdict(difference)
+        for name, difference in differences.items()
+    }
     for name, event in (
         ("seeds reaching 50%, CADP(D) vs base", lambda series: reached(series) is not None),  # at step 0 too
         ("seeds that collapsed after 50%, CADP(D) vs base", collapsed),
     ):
         happened = [[event(arm[seed]) for seed in seeds] for arm in (d, b)]
-        rows.append((name, count_verdict(*happened)))
+        rows[name] = count_verdict(*happened)
     return rows
 
 
@@ -213,16 +211,26 @@ def report(results: Path) -> tuple[str, list[Path]]:
                     f"| {scale} | {arm} | {len(per_seed)} | {fmt(stat([final(s) for s in per_seed.values()]))} | "
                     f"{fmt(stat([area(s) for s in per_seed.values()]))} | {describe_reach(per_seed)} | {falls} |"
                 )
-            per_run += run_rows(scale, family, arms, curves[family, scale][1])
+            per_run += run_rows(scale, arms, curves[family, scale][1])
             d, c, b = arms.values()
-            verdicts[scale] = verdict_rows(d, c, b)
-            before = paired(c, b, lambda s: window_mean(s, *WINDOW))
+            before, after, over_run = (
+                paired(c, b, lambda s: window_mean(s, *WINDOW)),
+                paired(d, b, final),
+                paired(d, b, area),
+            )
+            verdicts[scale] = verdict_rows(
+                d,
+                b,
+                {
+                    "final win rate, CADP(D) − base": after,
+                    "win rate over the run, CADP(D) − base": over_run,
+                    "CADP(C) − base, mean win 200k-700k": before,
+                },
+            )
             if before is None:
                 paired_lines.append(f"| {scale} | no seed has both runs in yet | | |")
                 continue
-            paired_lines.append(
-                f"| {scale} | {fmt(before)} ({before[2]}) | {fmt(paired(d, b, final))} | {fmt(paired(d, b, area))} |"
-            )
+            paired_lines.append(f"| {scale} | {fmt(before)} ({before[2]}) | {fmt(after)} | {fmt(over_run)} |")
         lines += [
             "",
             f"Paired by seed, CADP-{family.upper()} minus {family.upper()} (n seeds):",
@@ -238,8 +246,8 @@ def report(results: Path) -> tuple[str, list[Path]]:
             f"| metric | {' | '.join(verdicts)} |",
             f"|---|{'---|' * len(verdicts)}",
             *(
-                f"| {metric} | {' | '.join(rows[i][1] for rows in verdicts.values())} |"
-                for i, (metric, _) in enumerate(next(iter(verdicts.values()), []))
+                f"| {metric} | {' | '.join(rows[metric] for rows in verdicts.values())} |"
+                for metric in next(iter(verdicts.values()), {})
             ),
             "",
             "Each run (D: the decentralized model, for the base its only one; C: CADP(C); best: the best "
